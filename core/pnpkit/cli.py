@@ -1,0 +1,145 @@
+"""The ``pnpkit`` command line: ``plugins``, ``show``, ``run``, ``new-plugin`` and plugins' own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+
+class CommandLine:
+    """What ``register_commands(cli)`` receives: ``cli.command(name, help=..., run=fn)``.
+
+    ``run(args) -> int`` is called with the parsed arguments; add arguments to the returned
+    ``argparse.ArgumentParser``.
+    """
+
+    def __init__(self, subparsers: Any) -> None:
+        self._sub = subparsers
+        self.names: set[str] = set()
+
+    def command(self, name: str, help: str = "", run: Callable[[argparse.Namespace], int] | None = None
+                ) -> argparse.ArgumentParser:
+        if name in self.names:
+            raise ValueError(f"command {name!r} already exists")
+        if run is None:
+            raise TypeError(f"command {name!r} needs run=callable(args) -> int")
+        self.names.add(name)
+        parser = self._sub.add_parser(name, help=help, description=help)
+        parser.set_defaults(_run=run)
+        return parser
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from .plugins import get_manager
+
+    infos = list(get_manager().plugins.values())
+    if args.json:
+        print(json.dumps([i.as_dict() for i in infos], indent=2))
+        return 0
+    rows = []
+    for info in infos:
+        comps = ", ".join(f"{k}:{n}" for k, n in info.components) or "-"
+        rows.append((info.name, f"{info.distribution} {info.version}", comps))
+    w0 = max(len(r[0]) for r in rows) if rows else 6
+    w1 = max(len(r[1]) for r in rows) if rows else 12
+    print(f"{'plugin':<{w0}}  {'distribution':<{w1}}  components")
+    for info, (a, b, c) in zip(infos, rows):
+        print(f"{a:<{w0}}  {b:<{w1}}  {c}")
+        if info.error:
+            print(f"{'':<{w0}}  ERROR: {info.error}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import inspect
+
+    from .config import factory_defaults
+    from .plugins import get_manager
+
+    comp = get_manager().get(args.kind, args.name)
+    print(f"{comp.kind} {comp.name!r} from plugin {comp.plugin!r}")
+    for k, v in comp.metadata.items():
+        print(f"  {k}: {v}")
+    print("settings (defaults):")
+    for k, v in factory_defaults(comp.factory).items():
+        print(f"  {k} = {v!r}")
+    doc = inspect.getdoc(comp.factory)
+    if doc:
+        print("\n" + doc)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import config, pipeline
+
+    cfg = config.load(args.config, args.set)
+    summary = pipeline.run(cfg, output=args.output, overwrite=args.overwrite,
+                           progress=not args.quiet)
+    out = Path(args.output or cfg.raw["output"])
+    means = ", ".join(f"{k} {v:.4g}" for k, v in summary["mean"].items() if v is not None)
+    print(f"{summary['items']} item(s) -> {out}: {means}")
+    return 0
+
+
+def _new_plugin(args: argparse.Namespace) -> int:
+    from .template import render_plugin
+
+    path = render_plugin(args.name, args.kind, Path(args.dir))
+    print(f"created {path}; install it with: pip install -e {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .plugins import KINDS, get_manager
+
+    parser = argparse.ArgumentParser(
+        prog="pnpkit", description="Plug-and-play solvers for inverse problems with diffusion priors.")
+    parser.add_argument("--version", action="version", version=f"pnpkit {__version__}")
+    cli = CommandLine(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    p = cli.command("plugins", help="list installed plugins, their components and load errors",
+                    run=_plugins)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = cli.command("show", help="show a component's settings and documentation", run=_show)
+    p.add_argument("kind", choices=list(KINDS))
+    p.add_argument("name")
+    p = cli.command("run", help="run a TOML pipeline configuration", run=_run)
+    p.add_argument("config", type=Path)
+    p.add_argument("-o", "--output", help="output folder (default: the config's `output`)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set solver.iterations=50 (repeatable)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run of a different configuration in the output folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p = cli.command("new-plugin", help="create a plugin package that passes its own tests",
+                    run=_new_plugin)
+    p.add_argument("name", help="short name, e.g. 'mysolver' (package pnpkit-mysolver)")
+    p.add_argument("--kind", choices=["solver", "prior", "operator"], required=True)
+    p.add_argument("--dir", default=".", help="where to create the package folder")
+    get_manager().register_commands(cli)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, TypeError, LookupError, FileNotFoundError) as exc:
+        # Bad input: one clear line, no traceback (PNPKIT_DEBUG=1 shows it).
+        import os
+
+        if os.environ.get("PNPKIT_DEBUG"):
+            raise
+        print(f"pnpkit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

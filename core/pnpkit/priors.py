@@ -1,0 +1,179 @@
+"""The two families of priors a solver can use.
+
+Signals are tensors shaped (batch, channels, *spatial) in pnpkit's range [-1, 1]: images
+(B, C, H, W) and audio (B, C, L) alike.
+
+- :class:`DenoiserPrior`: ``denoise(x, sigma)`` returns an estimate of the clean signal from
+  ``x = x0 + sigma * n`` (deepinv's denoiser contract, in pnpkit's range).
+- :class:`DiffusionPrior`: a noise-prediction network with its variance-preserving schedule
+  ``alphas_cumprod``; it gives ``eps(x_t, t)``, the Tweedie estimate ``x0(x_t, t)``, forward
+  noising ``noise(x, t)``, deterministic DDIM from any ``t`` to 0, and (being a denoiser too)
+  ``denoise(x, sigma)`` at the timestep whose noise level matches ``sigma``.
+
+Every prior counts its network evaluations in :attr:`Prior.nfe`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+
+class Prior:
+    """Base class: counts network function evaluations (``nfe``)."""
+
+    nfe: int = 0
+
+    def reset_nfe(self) -> None:
+        self.nfe = 0
+
+    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class DenoiserPrior(Prior):
+    """A prior given by a Gaussian denoiser ``denoise(x, sigma)``."""
+
+
+class FunctionDenoiser(DenoiserPrior):
+    """Wrap any ``fn(x, sigma) -> x_hat`` as a denoiser prior."""
+
+    def __init__(self, fn: Callable[[Tensor, Any], Tensor]) -> None:
+        self.fn = fn
+
+    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        self.nfe += 1
+        return self.fn(x, sigma)
+
+
+def linear_alphas_cumprod(steps: int = 1000, beta_start: float = 1e-4,
+                          beta_end: float = 0.02) -> Tensor:
+    """``abar_t`` of the papers' linear beta schedule (float64)."""
+    betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+class DiffusionPrior(Prior):
+    """A variance-preserving diffusion model: ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) z``.
+
+    Subclasses implement :meth:`network` (the raw model output at integer timesteps); the
+    schedule maths lives here so every solver sees the same conventions.
+
+    :param torch.Tensor alphas_cumprod: ``abar_t`` for t = 0 .. T-1.
+    :param str prediction_type: what the network predicts: ``"epsilon"``, ``"v_prediction"``
+        or ``"sample"``.
+    :param float clip: Tweedie estimates are clipped to [-clip, clip] where asked (None: never).
+    """
+
+    def __init__(self, alphas_cumprod: Tensor, prediction_type: str = "epsilon",
+                 clip: float | None = 1.0) -> None:
+        if prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(f"prediction_type must be 'epsilon', 'v_prediction' or 'sample', "
+                             f"got {prediction_type!r}")
+        self.alphas_cumprod = alphas_cumprod.to(torch.float64)
+        self.prediction_type = prediction_type
+        self.clip = clip
+
+    # -- to implement ------------------------------------------------------------------------
+    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """Raw network output for ``x_t`` at integer timesteps ``t`` (shape (B,))."""
+        raise NotImplementedError
+
+    # -- schedule --------------------------------------------------------------------------------
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    def abar(self, t: int | Tensor, like: Tensor) -> Tensor:
+        """``abar_t`` broadcastable against ``like`` (t an int or a (B,) tensor)."""
+        t = self._timesteps(t, like)
+        a = self.alphas_cumprod.to(like.device)[t].to(like.dtype)
+        return a.view(-1, *([1] * (like.dim() - 1)))
+
+    def sigma(self, t: int | Tensor) -> Tensor:
+        """Noise-to-signal ratio ``sqrt((1 - abar_t) / abar_t)`` (the VE-equivalent noise level)."""
+        a = self.alphas_cumprod[torch.as_tensor(t)]
+        return ((1 - a) / a).sqrt()
+
+    def sigma_to_t(self, sigma: float) -> int:
+        """The timestep whose VE-equivalent noise level is closest to ``sigma``."""
+        levels = ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()
+        return int((levels - float(sigma)).abs().argmin())
+
+    def _timesteps(self, t: int | Tensor, like: Tensor) -> Tensor:
+        t = torch.as_tensor(t, device=like.device, dtype=torch.long)
+        if t.dim() == 0:
+            t = t.expand(like.shape[0])
+        if int(t.min()) < 0 or int(t.max()) >= self.num_timesteps:
+            raise ValueError(f"timestep out of range [0, {self.num_timesteps - 1}]: {t.tolist()}")
+        return t
+
+    # -- the network, in every parametrisation ----------------------------------------------------
+    def eps(self, x_t: Tensor, t: int | Tensor) -> Tensor:
+        """Predicted noise ``eps_theta(x_t, t)``."""
+        tt = self._timesteps(t, x_t)
+        self.nfe += 1
+        out = self.network(x_t, tt)
+        if self.prediction_type == "epsilon":
+            return out
+        a = self.abar(tt, x_t)
+        if self.prediction_type == "v_prediction":
+            return a.sqrt() * out + (1 - a).sqrt() * x_t
+        return (x_t - a.sqrt() * out) / (1 - a).sqrt()
+
+    def x0_from_eps(self, x_t: Tensor, t: int | Tensor, eps: Tensor, clip: bool = False) -> Tensor:
+        a = self.abar(t, x_t)
+        x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+        return x0.clamp(-self.clip, self.clip) if clip and self.clip is not None else x0
+
+    def x0(self, x_t: Tensor, t: int | Tensor, clip: bool = False) -> Tensor:
+        """Tweedie estimate ``(x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``."""
+        return self.x0_from_eps(x_t, t, self.eps(x_t, t), clip)
+
+    def noise(self, x0: Tensor, t: int | Tensor, generator: torch.Generator | None = None,
+              noise: Tensor | None = None) -> Tensor:
+        """Forward diffusion to ``t``: ``sqrt(abar_t) x0 + sqrt(1 - abar_t) z``."""
+        if noise is None:
+            noise = randn_like(x0, generator)
+        a = self.abar(t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    @torch.no_grad()
+    def ddim(self, x_t: Tensor, t: int, steps: int = 20, eta: float = 0.0, clip: bool = True,
+             generator: torch.Generator | None = None) -> Tensor:
+        """Run DDIM from timestep ``t`` back to a clean sample in ``min(steps, t)`` network calls.
+
+        .. math:: x_s = \\sqrt{\\bar\\alpha_s}\\,\\hat x_0 + \\sqrt{1-\\bar\\alpha_s-\\sigma^2}\\,
+                  \\hat\\epsilon + \\sigma z
+
+        ``eta = 0`` is deterministic. The last step lands on ``abar = 1`` (the clean estimate).
+        """
+        n = max(1, min(int(steps), int(t)))
+        ts = torch.linspace(float(t), 0.0, n + 1)[:-1].round().long().tolist()
+        x = x_t
+        for i, ti in enumerate(ts):
+            eps = self.eps(x, ti)
+            x0 = self.x0_from_eps(x, ti, eps, clip)
+            if i + 1 == len(ts):
+                return x0
+            a_t, a_s = self.abar(ti, x), self.abar(ts[i + 1], x)
+            sig = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
+            x = a_s.sqrt() * x0 + (1 - a_s - sig**2).clamp_min(0).sqrt() * eps
+            if eta > 0:
+                x = x + sig * randn_like(x, generator)
+        return x
+
+    @torch.no_grad()
+    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        """Denoise ``x = x0 + sigma n`` by Tweedie at the timestep of matching noise level."""
+        t = self.sigma_to_t(float(sigma))
+        a = self.abar(t, x)
+        return self.x0(a.sqrt() * x, t)
+
+
+def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Standard normal noise shaped like ``x``, drawn on the generator's device, then moved."""
+    dev = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype).to(x.device)

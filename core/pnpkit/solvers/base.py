@@ -1,0 +1,228 @@
+"""The solver interface: settings in the constructor, a ``solve`` call, a :class:`Result`.
+
+A solver is a keyword-only dataclass whose fields are its settings. ``to_dict`` /
+``from_dict`` (and the JSON forms) round-trip them exactly, so every result can be rebuilt
+from the configuration saved beside it. Iterative solvers subclass :class:`IterativeSolver`
+and implement ``setup`` and ``step``; the loop, the history, NFE counting, timing, the
+callback and the progress bar are shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import Tensor
+
+from .. import operators as ops
+from ..plugins import suggest
+
+#: ``callback(iteration, x, record)``; returning True stops the solver early.
+Callback = Callable[[int, Tensor, dict[str, Any]], "bool | None"]
+
+
+@dataclass
+class Result:
+    """What a solver returns.
+
+    :ivar x: the reconstruction, (B, C, *spatial).
+    :ivar history: one record per logged stage: ``iteration``, ``stage``, ``objective``
+        (1/2 ||A x - y||^2, batch mean), ``residual`` (||A x - y|| / ||y||), and ``psnr``
+        when a reference was given, plus whatever the solver adds.
+    :ivar nfe: network function evaluations of the prior.
+    :ivar wall_time: seconds spent in ``solve``.
+    :ivar config: the solver's settings (``Solver.from_dict(config)`` rebuilds it).
+    """
+
+    x: Tensor
+    history: list[dict[str, Any]]
+    nfe: int
+    wall_time: float
+    iterations: int
+    config: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        return {"nfe": self.nfe, "wall_time": self.wall_time, "iterations": self.iterations,
+                "solver": self.config}
+
+
+class SolveContext:
+    """The problem being solved and the history being written, as a solver step sees it."""
+
+    def __init__(self, y: Tensor, operator: Any, prior: Any, generator: torch.Generator | None,
+                 reference: Tensor | None) -> None:
+        self.y = y
+        self.operator = operator
+        self.prior = prior
+        self.generator = generator
+        self.reference = reference
+        self.history: list[dict[str, Any]] = []
+
+    def log(self, iteration: int, x: Tensor, stage: str = "iterate", **extra: Any) -> dict[str, Any]:
+        """Append a history record for iterate ``x`` (data fit, and PSNR against the reference)."""
+        with torch.no_grad():
+            rec: dict[str, Any] = {
+                "iteration": iteration, "stage": stage,
+                "objective": float(ops.data_fidelity(self.operator, x, self.y).mean()),
+                "residual": float(ops.residual(self.operator, x, self.y).mean()),
+            }
+            if self.reference is not None:
+                from ..metrics import psnr
+
+                rec["psnr"] = float(psnr(x, self.reference).mean())
+        rec.update({k: (float(v) if isinstance(v, (Tensor, float)) else v) for k, v in extra.items()})
+        self.history.append(rec)
+        return rec
+
+    def randn_like(self, x: Tensor) -> Tensor:
+        from ..priors import randn_like
+
+        return randn_like(x, self.generator)
+
+
+@dataclass(kw_only=True)
+class Solver:
+    """Base class of every solver. Subclasses are ``@dataclass(kw_only=True)``."""
+
+    name: ClassVar[str] = ""
+
+    # -- configuration ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting, plus ``name``: ``type(self).from_dict(d)`` rebuilds this solver."""
+        out: dict[str, Any] = {"name": self.name}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> "Solver":
+        """Build from a settings dict; unknown keys and wrong types are clear errors."""
+        config = dict(config)
+        name = config.pop("name", cls.name)
+        if name != cls.name:
+            raise ValueError(f"config is for solver {name!r}, not {cls.name!r}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        for key, value in list(config.items()):
+            if key not in fields:
+                raise TypeError(f"unknown setting {key!r} for solver {cls.name!r}."
+                                f"{suggest(key, fields)} Valid settings: {', '.join(fields)}.")
+            config[key] = _coerce(value, hints.get(key), f"{cls.name}.{key}")
+        return cls(**config)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Solver":
+        return cls.from_dict(json.loads(text))
+
+    # -- solving ---------------------------------------------------------------------------
+    def solve(self, y: Tensor, operator: Any, prior: Any, *, x_init: Tensor | None = None,
+              generator: torch.Generator | None = None, callback: Callback | None = None,
+              reference: Tensor | None = None, progress: bool = False) -> Result:
+        raise NotImplementedError
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check a config value against a field's type hint (ints are accepted as floats)."""
+    if hint is None or hint is Any:
+        return value
+    origin = typing.get_origin(hint)
+    options = typing.get_args(hint) if origin in (typing.Union, getattr(__import__("types"),
+                                                                         "UnionType", None)) else (hint,)
+    for opt in options:
+        if opt is type(None) and value is None:
+            return value
+        if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if opt is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if opt in (str, bool) and isinstance(value, opt):
+            return value
+        base = typing.get_origin(opt) or opt
+        if base in (list, tuple) and isinstance(value, (list, tuple)):
+            return type(value)(value) if base is list else tuple(value)
+        if base is dict and isinstance(value, dict):
+            return value
+    raise TypeError(f"{where} must be {hint}, got {value!r} ({type(value).__name__})")
+
+
+@dataclass(kw_only=True)
+class IterativeSolver(Solver):
+    """A solver that runs ``iterations`` steps of ``step`` from the state ``setup`` builds.
+
+    :param int iterations: number of outer iterations.
+    :param str init: starting point when no ``x_init`` is given: ``"pinv"`` (A^+ y),
+        ``"adjoint"`` (A^T y) or ``"zeros"``.
+    :param float tol: stop when ||x_k - x_{k-1}|| / ||x_{k-1}|| falls below it (0: never).
+    """
+
+    iterations: int = 30
+    init: str = "pinv"
+    tol: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"{self.name}: iterations must be >= 1, got {self.iterations}")
+        if self.init not in ("pinv", "adjoint", "zeros"):
+            raise ValueError(f"{self.name}: init must be 'pinv', 'adjoint' or 'zeros', "
+                             f"got {self.init!r}")
+
+    def initial_point(self, ctx: SolveContext) -> Tensor:
+        y, op = ctx.y, ctx.operator
+        with torch.no_grad():
+            if self.init == "adjoint" and ops.is_linear(op):
+                return op.A_adjoint(y)
+            x = ops.pseudo_inverse(op, y)
+            return torch.zeros_like(x) if self.init == "zeros" else x
+
+    def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:
+        """The solver's state at iteration 0; ``state["x"]`` is the current estimate."""
+        return {"x": x}
+
+    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def finish(self, ctx: SolveContext, state: dict[str, Any]) -> Tensor:
+        return state["x"]
+
+    def solve(self, y: Tensor, operator: Any, prior: Any, *, x_init: Tensor | None = None,
+              generator: torch.Generator | None = None, callback: Callback | None = None,
+              reference: Tensor | None = None, progress: bool = False) -> Result:
+        """Reconstruct ``x`` from ``y = A(x) + n``; see :class:`Result`."""
+        from tqdm.auto import tqdm
+
+        ctx = SolveContext(y, operator, prior, generator, reference)
+        nfe0 = getattr(prior, "nfe", 0)
+        start = time.perf_counter()
+        x0 = self.initial_point(ctx) if x_init is None else x_init.clone()
+        state = self.setup(ctx, x0)
+        k = 0
+        for k in tqdm(range(self.iterations), desc=self.name, disable=not progress, leave=False):
+            prev = state["x"]
+            state = self.step(ctx, state, k)
+            rec = ctx.log(k, state["x"])
+            if callback is not None and callback(k, state["x"], rec) is True:
+                break
+            if self.tol > 0:
+                change = (state["x"] - prev).flatten(1).norm(dim=1) / prev.flatten(1).norm(dim=1).clamp_min(1e-12)
+                if float(change.max()) < self.tol:
+                    break
+        x = self.finish(ctx, state)
+        return Result(x=x.detach(), history=ctx.history, nfe=getattr(prior, "nfe", 0) - nfe0,
+                      wall_time=time.perf_counter() - start, iterations=k + 1,
+                      config=self.to_dict())
+
+
+def geometric(start: float, end: float | None, k: int, n: int) -> float:
+    """The k-th of ``n`` values decaying geometrically from ``start`` to ``end`` (constant if None)."""
+    if end is None or n <= 1:
+        return start
+    return start * (end / start) ** (k / (n - 1))
