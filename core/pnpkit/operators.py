@@ -106,14 +106,17 @@ def project(operator: Any, x: Tensor, y: Tensor) -> Tensor:
         return x + operator.A_dagger(y - operator.A(x))
 
 
-def prox_data(operator: Any, z: Tensor, y: Tensor, gamma: float, max_iter: int = 100,
-              tol: float = 1e-6) -> Tensor:
+def prox_data(operator: Any, z: Tensor, y: Tensor, gamma: float, max_iter: int = 200,
+              tol: float | None = None) -> Tensor:
     """``argmin_x 1/2 ||A x - y||^2 + 1/(2 gamma) ||x - z||^2``.
 
     Uses the operator's ``prox_l2`` when it has one (deepinv's closed forms and its conjugate
     gradient); otherwise conjugate gradient on ``(A^T A + I / gamma) x = A^T y + z / gamma``
-    for linear operators, and ``max_iter`` gradient steps for nonlinear ones.
+    for linear operators (relative tolerance ``tol``, by default 1e-6 in float32 and 1e-12
+    in float64), and ``max_iter`` gradient steps for nonlinear ones.
     """
+    if tol is None:
+        tol = 1e-12 if z.dtype == torch.float64 else 1e-6
     own = getattr(operator, "prox_l2", None)
     if callable(own):
         with torch.no_grad():

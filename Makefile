@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   creates .venv, installs everything, runs the main job on the embedded default
+#   make test   installs if needed, runs every package's tests
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PACKAGES := $(wildcard operators/*/setup.cfg priors/*/setup.cfg plugins/*/setup.cfg)
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): requirements.txt setup.cfg $(PACKAGES)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# The registry's torch 2.11 CUDA build (runs on CPU); never the local 2.13 CPU wheel.
+	PIP_FIND_LINKS= $(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	PIP_FIND_LINKS= $(PY) -m pip install -q --disable-pip-version-check --no-build-isolation \
+		-e . $(foreach p,$(PACKAGES),-e $(dir $(p)))
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/pnpkit run configs/demo.toml --overwrite
+	@echo "Open runs/demo/items/*/figure.png to see the restorations."
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests $(foreach p,$(PACKAGES),$(dir $(p))tests)
+
+bench: $(STAMP)
+	$(PY) benchmarks/plugins_listing.py
+
+clean:
+	rm -rf $(VENV) runs
