@@ -10,6 +10,11 @@ STAMP := $(VENV)/.installed
 .PHONY: install demo test bench clean
 
 $(STAMP): requirements.txt setup.cfg $(PACKAGES)
+	# The audio dataset builder renders MIDI with FluidSynth and the General MIDI soundfont
+	# (Debian packages; about 30 s). Installed only when missing, and only where apt works.
+	@test -f /usr/share/sounds/sf2/FluidR3_GM.sf2 || { command -v apt-get >/dev/null && \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm) \
+		|| echo "warning: could not install fluidsynth + fluid-soundfont-gm; the audio dataset builder needs them"; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# The registry's torch 2.11 CUDA build (runs on CPU); never the local 2.13 CPU wheel.
 	PIP_FIND_LINKS= $(PY) -m pip install -q --disable-pip-version-check -r requirements.txt

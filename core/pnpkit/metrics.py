@@ -47,6 +47,17 @@ def si_snr(x: Tensor, ref: Tensor) -> Tensor:
     return scale_invariant_signal_noise_ratio(x.detach().float(), ref.float()).flatten(1).mean(1)
 
 
+def si_snri(x: Tensor, ref: Tensor) -> Tensor:
+    """SI-SNR improvement of separated sources (channels) over the mixture, per item.
+
+    The mixture is the sum of the reference channels (y = sum of the sources):
+    ``SI-SNR(x_k, s_k) - SI-SNR(sum_j s_j, s_k)``, averaged over sources k.
+    """
+    _check(x, ref)
+    mixture = ref.sum(1, keepdim=True).expand_as(ref)
+    return si_snr(x, ref) - si_snr(mixture, ref)
+
+
 def mse(x: Tensor, ref: Tensor) -> Tensor:
     """Mean squared error, per item."""
     _check(x, ref)
@@ -55,7 +66,7 @@ def mse(x: Tensor, ref: Tensor) -> Tensor:
 
 #: Metrics a pipeline may name: ``fn(estimate, reference) -> (B,)``.
 METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "psnr": psnr, "ssim": ssim, "si_snr": si_snr, "mse": mse,
+    "psnr": psnr, "ssim": ssim, "si_snr": si_snr, "si_snri": si_snri, "mse": mse,
 }
 
 
