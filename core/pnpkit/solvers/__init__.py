@@ -2,7 +2,7 @@
 
 from .admm import ADMM
 from .base import IterativeSolver, Result, SolveContext, Solver, geometric
-from .hqs import HQS
+from .hqs import HQS, HalfQuadraticSplitting
 from .pgd import PGD
 
-__all__ = ["ADMM", "HQS", "PGD", "IterativeSolver", "Result", "SolveContext", "Solver", "geometric"]
+__all__ = ["ADMM", "HQS", "HalfQuadraticSplitting", "PGD", "IterativeSolver", "Result", "SolveContext", "Solver", "geometric"]

@@ -12,7 +12,33 @@ from .base import IterativeSolver, SolveContext, geometric
 
 
 @dataclass(kw_only=True)
-class HQS(IterativeSolver):
+class HalfQuadraticSplitting(IterativeSolver):
+    """The HQS loop with abstract steps: ``x = data_step(z)``, then ``z = prior_step(x)``.
+
+    Both iterates are logged (stages ``"data"`` and ``"iterate"``), so a convergence plot
+    shows the data-consistent and the regularised estimate of every round. Methods that
+    are HQS with their own two steps (DCDP) subclass this; :class:`HQS` is the
+    plug-and-play instance with a proximal data step and a denoiser.
+    """
+
+    def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:
+        return {"x": x, "z": x}
+
+    def data_step(self, ctx: SolveContext, z: Tensor, k: int) -> Tensor:
+        raise NotImplementedError
+
+    def prior_step(self, ctx: SolveContext, x: Tensor, k: int) -> Tensor:
+        raise NotImplementedError
+
+    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
+        x = self.data_step(ctx, state["z"], k)
+        ctx.log(k, x, stage="data")
+        z = self.prior_step(ctx, x, k)
+        return {"x": z, "z": z}
+
+
+@dataclass(kw_only=True)
+class HQS(HalfQuadraticSplitting):
     """Plug-and-play half-quadratic splitting.
 
     .. math::
@@ -21,8 +47,7 @@ class HQS(IterativeSolver):
         z_{k+1} &= D_{\\sigma_k}(x_{k+1})
 
     with ``sigma_k`` decaying geometrically from ``sigma`` to ``sigma_end`` (DPIR's schedule;
-    constant when ``sigma_end`` is None). Subclasses replace :meth:`data_step` and
-    :meth:`prior_step` (DCDP does both) and keep the loop.
+    constant when ``sigma_end`` is None).
 
     :param float stepsize: ``gamma``, the weight of the data term's proximal step.
     :param float sigma: denoiser noise level at the first iteration (signal range [-1, 1]).
@@ -44,18 +69,10 @@ class HQS(IterativeSolver):
     def sigma_at(self, k: int) -> float:
         return geometric(self.sigma, self.sigma_end, k, self.iterations)
 
-    def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:
-        return {"x": x, "z": x}
-
     def data_step(self, ctx: SolveContext, z: Tensor, k: int) -> Tensor:
-        """Data consistency from ``z``; the default is the exact proximal step."""
+        """Data consistency from ``z``: the exact proximal step."""
         return ops.prox_data(ctx.operator, z, ctx.y, self.stepsize)
 
     def prior_step(self, ctx: SolveContext, x: Tensor, k: int) -> Tensor:
-        """Regularisation of ``x``; the default is the prior's denoiser at ``sigma_k``."""
+        """Regularisation of ``x``: the prior's denoiser at ``sigma_k``."""
         return ctx.prior.denoise(x, self.sigma_at(k))
-
-    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
-        x = self.data_step(ctx, state["z"], k)
-        z = self.prior_step(ctx, x, k)
-        return {"x": z, "z": z}
