@@ -3,6 +3,6 @@
 from .admm import ADMM
 from .base import IterativeSolver, Result, SolveContext, Solver, geometric
 from .hqs import HQS, HalfQuadraticSplitting
-from .pgd import PGD
+from .pgd import PGD, ProximalGradient
 
-__all__ = ["ADMM", "HQS", "HalfQuadraticSplitting", "PGD", "IterativeSolver", "Result", "SolveContext", "Solver", "geometric"]
+__all__ = ["ADMM", "HQS", "HalfQuadraticSplitting", "PGD", "ProximalGradient", "IterativeSolver", "Result", "SolveContext", "Solver", "geometric"]

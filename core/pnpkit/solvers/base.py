@@ -188,6 +188,8 @@ class IterativeSolver(Solver):
         return {"x": x}
 
     def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
+        """One iteration: the new state, with ``state["x"]`` the estimate. An optional
+        ``state["log"]`` dict is added to this iteration's history record."""
         raise NotImplementedError
 
     def finish(self, ctx: SolveContext, state: dict[str, Any]) -> Tensor:
@@ -208,7 +210,8 @@ class IterativeSolver(Solver):
         for k in tqdm(range(self.iterations), desc=self.name, disable=not progress, leave=False):
             prev = state["x"]
             state = self.step(ctx, state, k)
-            rec = ctx.log(k, state["x"])
+            # A step may hand extra per-iteration figures (loss terms, timestep) to the record.
+            rec = ctx.log(k, state["x"], **state.pop("log", {}))
             if callback is not None and callback(k, state["x"], rec) is True:
                 break
             if self.tol > 0:

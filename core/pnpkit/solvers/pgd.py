@@ -12,7 +12,30 @@ from .base import IterativeSolver, SolveContext, geometric
 
 
 @dataclass(kw_only=True)
-class PGD(IterativeSolver):
+class ProximalGradient(IterativeSolver):
+    """The loop ``x_{k+1} = proximal(descend(x_k, gradient(x_k)))`` with abstract parts.
+
+    :class:`PGD` is the plug-and-play instance; projected-diffusion methods (a prior
+    direction as the gradient, a projection onto {A x = y} as the proximal map) and
+    variational ones (an adaptive optimiser as the descent) subclass this loop.
+    """
+
+    def gradient(self, ctx: SolveContext, x: Tensor, k: int) -> Tensor:
+        raise NotImplementedError
+
+    def descend(self, ctx: SolveContext, x: Tensor, grad: Tensor, k: int) -> Tensor:
+        raise NotImplementedError
+
+    def proximal(self, ctx: SolveContext, x: Tensor, k: int) -> Tensor:
+        raise NotImplementedError
+
+    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
+        x = state["x"]
+        return {"x": self.proximal(ctx, self.descend(ctx, x, self.gradient(ctx, x, k), k), k)}
+
+
+@dataclass(kw_only=True)
+class PGD(ProximalGradient):
     """Plug-and-play proximal gradient descent.
 
     .. math:: x_{k+1} = P_k\\big(x_k - \\gamma\\, G(x_k)\\big)
@@ -40,9 +63,8 @@ class PGD(IterativeSolver):
     def gradient(self, ctx: SolveContext, x: Tensor, k: int) -> Tensor:
         return ops.data_gradient(ctx.operator, x, ctx.y)
 
+    def descend(self, ctx: SolveContext, x: Tensor, grad: Tensor, k: int) -> Tensor:
+        return x - self.stepsize * grad
+
     def proximal(self, ctx: SolveContext, x: Tensor, k: int) -> Tensor:
         return ctx.prior.denoise(x, geometric(self.sigma, self.sigma_end, k, self.iterations))
-
-    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
-        x = state["x"]
-        return {"x": self.proximal(ctx, x - self.stepsize * self.gradient(ctx, x, k), k)}
