@@ -193,3 +193,30 @@ def test_killed_run_resumes_and_loses_nothing(toy_site, tmp_path):
         a = (tmp_path / "out" / "items" / item / "tensors.safetensors").read_bytes()
         b = (tmp_path / "straight" / "items" / item / "tensors.safetensors").read_bytes()
         assert a == b, item
+
+
+def test_torchrun_two_gloo_processes_match_a_single_process(toy_site, tmp_path):
+    """`torchrun --nproc-per-node 2 -m pnpkit run`: ranks share the items, rank 0 merges, and
+    every item equals the single-process run's, bit for bit."""
+    cfg = write_config(tmp_path, count=5, iterations=20)
+    env = dict(os.environ, PYTHONPATH=str(toy_site), PNPKIT_LOAD_PLUGINS="toy")
+    single = subprocess.run([sys.executable, "-m", "pnpkit", "run", str(cfg), "-q", "-o", str(tmp_path / "one")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    torchrun = Path(sys.executable).with_name("torchrun")
+    multi = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29517", "-m", "pnpkit",
+                            "run", str(cfg), "-q", "-o", str(tmp_path / "two")],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert multi.returncode == 0, multi.stderr
+    one = json.loads((tmp_path / "one" / "manifest.json").read_text())["items"]
+    two = json.loads((tmp_path / "two" / "manifest.json").read_text())["items"]
+    assert sorted(two) == sorted(one) == [f"img{i}" for i in range(5)]
+    assert not list((tmp_path / "two").glob("manifest.rank*.json")), "shards are merged away"
+    for item in one:
+        assert two[item]["metrics"] == one[item]["metrics"]
+        a = (tmp_path / "one" / "items" / item / "tensors.safetensors").read_bytes()
+        b = (tmp_path / "two" / "items" / item / "tensors.safetensors").read_bytes()
+        assert a == b, item
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert m1["per_item"] == m2["per_item"] and m1["mean"]["psnr"] == m2["mean"]["psnr"]

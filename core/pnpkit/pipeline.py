@@ -42,6 +42,38 @@ def _drop_none(obj: Any) -> Any:
     return obj
 
 
+class Distributed:
+    """The torch.distributed group of a ``torchrun`` launch (a single process otherwise)."""
+
+    def __init__(self) -> None:
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.owned = False
+        if self.world > 1 and not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend)
+            self.owned = True
+
+    def gather(self, obj: Any) -> list[Any]:
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        self.dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self.dist.barrier()
+
+    def close(self) -> None:
+        if self.owned:
+            self.dist.destroy_process_group()
+
+
 class Pipeline:
     """Builds the components a configuration names and runs them over its items."""
 
@@ -51,7 +83,10 @@ class Pipeline:
         self.output = Path(output or raw["output"])
         if not self.output.is_absolute() and output is None:
             self.output = config.base_dir / self.output
+        self.group = Distributed()
         self.device = torch.device(raw["device"])
+        if self.device.type == "cuda" and self.group.world > 1:
+            self.device = torch.device("cuda", self.group.local_rank)  # one GPU per rank
         self.dtype = getattr(torch, raw["dtype"])
         manager = get_manager()
         self._op_component = manager.get("operator", raw["operator"]["name"])
@@ -102,36 +137,70 @@ class Pipeline:
     # -- running -----------------------------------------------------------------------------
     def run(self, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
         """Solve every item not yet finished; return the aggregate metrics."""
+        try:
+            return self._run(overwrite, progress)
+        finally:
+            self.group.close()
+
+    def _run(self, overwrite: bool, progress: bool) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
+        group = self.group
         resolved = self.resolved()
         fingerprint = hashlib.sha256(json.dumps({k: v for k, v in resolved.items() if k != "output"},
                                                 sort_keys=True).encode()).hexdigest()[:16]
-        self.output.mkdir(parents=True, exist_ok=True)
         manifest_path = self.output / "manifest.json"
-        manifest: dict[str, Any] = {"fingerprint": fingerprint, "items": {}}
-        if manifest_path.exists() and not overwrite:
-            old = json.loads(manifest_path.read_text())
-            if old.get("fingerprint") != fingerprint:
-                raise ConfigError(
-                    f"{self.output} holds a run of a different configuration; pass --overwrite "
-                    "to replace it, or choose another output folder (-o DIR)")
-            manifest = old
-        _write_json(self.output / "config.json", resolved)
-        import tomli_w
+        done: dict[str, Any] = {}
+        error: str | None = None
+        if group.rank == 0:
+            self.output.mkdir(parents=True, exist_ok=True)
+            if manifest_path.exists() and overwrite:
+                for shard in self.output.glob("manifest.rank*.json"):
+                    shard.unlink()
+            elif manifest_path.exists():
+                old = json.loads(manifest_path.read_text())
+                if old.get("fingerprint") != fingerprint:
+                    error = (f"{self.output} holds a run of a different configuration; pass "
+                             "--overwrite to replace it, or choose another output folder (-o DIR)")
+                else:
+                    done = old["items"]
+            # Shards of an interrupted distributed run hold items finished since the merge.
+            for shard in sorted(self.output.glob("manifest.rank*.json")):
+                part = json.loads(shard.read_text())
+                if part.get("fingerprint") == fingerprint:
+                    done.update(part["items"])
+        # Every rank learns what rank 0 found, so all stop together on a refused folder.
+        error, done = group.gather((error, done))[0]
+        if error:
+            raise ConfigError(error)
+        if group.rank == 0:
+            _write_json(self.output / "config.json", resolved)
+            import tomli_w
 
-        (self.output / "config.toml").write_text(
-            "# Fully resolved by pnpkit; `pnpkit run` on this file reproduces the run.\n"
-            + tomli_w.dumps(_drop_none(resolved)))
+            (self.output / "config.toml").write_text(
+                "# Fully resolved by pnpkit; `pnpkit run` on this file reproduces the run.\n"
+                + tomli_w.dumps(_drop_none(resolved)))
+            _write_json(manifest_path, {"fingerprint": fingerprint, "items": done})
         items = load_items(self.config.section("data"), self.config.base_dir)
         todo = [(i, it) for i, it in enumerate(items)
-                if manifest["items"].get(it.id, {}).get("status") != "done"]
-        for index, item in tqdm(todo, desc="items", disable=not progress or len(items) < 2):
-            record = self.solve_item(index, item, progress=progress)
-            manifest["items"][item.id] = record
-            _write_json(manifest_path, manifest)
-        summary = self.summarise(manifest, [it.id for it in items])
-        _write_json(self.output / "metrics.json", summary)
+                if done.get(it.id, {}).get("status") != "done" and i % group.world == group.rank]
+        shard_path = (manifest_path if group.world == 1
+                      else self.output / f"manifest.rank{group.rank}.json")
+        mine: dict[str, Any] = dict(done) if group.world == 1 else {}
+        for index, item in tqdm(todo, desc=f"items (rank {group.rank})" if group.world > 1 else "items",
+                                disable=not progress or len(items) < 2):
+            mine[item.id] = self.solve_item(index, item, progress=progress and group.world == 1)
+            _write_json(shard_path, {"fingerprint": fingerprint, "items": mine})
+        merged = dict(done)
+        for part in group.gather(mine):
+            merged.update(part)
+        summary = self.summarise({"items": merged}, [it.id for it in items])
+        if group.rank == 0:
+            _write_json(manifest_path, {"fingerprint": fingerprint, "items": merged})
+            for shard in self.output.glob("manifest.rank*.json"):
+                shard.unlink()
+            _write_json(self.output / "metrics.json", summary)
+        group.barrier()
         return summary
 
     def solve_item(self, index: int, item: Item, progress: bool = False) -> dict[str, Any]:
