@@ -84,6 +84,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    rows = bench.run(args.sweep, output=args.output, overwrite=args.overwrite, progress=not args.quiet)
+    bad = [r for r in rows if r["status"] != "ok"]
+    print(f"{len(rows)} row(s), {len(bad)} not solved; see {args.output or 'the sweep output'}"
+          "/summary.md and report.html")
+    return 0
+
+
 def _new_plugin(args: argparse.Namespace) -> int:
     from .template import render_plugin
 
@@ -113,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a setting, e.g. --set solver.iterations=50 (repeatable)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run of a different configuration in the output folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p = cli.command("bench", help="run a benchmark sweep (tasks x noise x solvers x priors x seeds)",
+                    run=_bench)
+    p.add_argument("sweep", type=Path)
+    p.add_argument("-o", "--output", help="output folder (default: the sweep's `output`)")
+    p.add_argument("--overwrite", action="store_true", help="replace a different sweep's results")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p = cli.command("new-plugin", help="create a plugin package that passes its own tests",
                     run=_new_plugin)

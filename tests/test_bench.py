@@ -1,0 +1,134 @@
+"""`pnpkit bench`: every (task, noise, prior, solver, seed, item) row, reports, resume, torchrun."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pnpkit import bench
+from pnpkit.config import ConfigError
+
+SWEEP = """
+output = "{out}"
+metrics = ["psnr", "mse"]
+seeds = [0, 1]
+reference = "hqs"
+
+[data]
+dataset = "toy-images"
+count = 2
+size = 16
+
+[[tasks]]
+name = "half"
+operator = "toy-mask"
+noise = [0.0, 0.05]
+
+[[tasks]]
+name = "quarter"
+operator = "toy-mask"
+settings = {{ keep = 0.25 }}
+
+[[priors]]
+name = "toy-gauss"
+settings = {{ scale = 0.6 }}
+
+[[solvers]]
+label = "hqs"
+name = "hqs"
+settings = {{ iterations = 6, sigma = 0.2 }}
+
+[[solvers]]
+label = "pgd-fast"
+name = "pgd"
+settings = {{ iterations = 3 }}
+per_task = {{ quarter = {{ iterations = 2 }}, "half:noisy" = {{ stepsize = 0.5 }} }}
+
+[[solvers]]
+label = "broken"
+name = "pgd"
+settings = {{ iterations = -1 }}
+"""
+
+
+def write(tmp_path: Path, out: str = "sweep") -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP.format(out=out))
+    return path
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_sweep_rows_reports_and_errors(toy_site, tmp_path):
+    rows = bench.run(write(tmp_path), progress=False)
+    # (2 noise levels + 1) task settings x 3 solvers x 2 seeds x 2 items
+    assert len(rows) == 3 * 3 * 2 * 2
+    ok = [r for r in rows if r["solver"] != "broken"]
+    assert all(r["status"] == "ok" for r in ok)
+    assert all(r["status"].startswith("error: ValueError: pgd: iterations must be >= 1")
+               for r in rows if r["solver"] == "broken")
+    nfe = {(r["task"], r["noise"], r["solver"]): r["nfe"] for r in ok}
+    assert nfe[("half", "0", "pgd-fast")] == "3" and nfe[("quarter", "0", "pgd-fast")] == "2"
+    assert nfe[("half", "0", "hqs")] == "6"
+    assert all(float(r["peak_memory_mb"]) >= 0 and float(r["wall_time"]) > 0 for r in ok)
+    out = tmp_path / "sweep"
+    summary = (out / "summary.md").read_text()
+    assert "### half, sigma_y = 0.05, prior toy-gauss" in summary and "time / hqs" in summary
+    assert "| hqs | 4 |" in summary
+    for f in ("quality_vs_time.png", "convergence.png", "report.html", "grid_half_0_toy-gauss.png"):
+        assert (out / f).is_file(), f
+    assert "<table>" in (out / "report.html").read_text()
+
+
+def test_interrupted_sweep_resumes_only_missing_rows(toy_site, tmp_path):
+    path = write(tmp_path)
+    first = bench.run(path, progress=False)
+    out = tmp_path / "sweep"
+    kept = first[:10]
+    with (out / "rows.csv").open("w", newline="") as f:  # as if stopped after 10 rows
+        w = csv.DictWriter(f, fieldnames=list(first[0]))
+        w.writeheader()
+        w.writerows(kept)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "reconstructions").iterdir()}
+    again = bench.run(path, progress=False)
+    assert again[:10] == kept, "finished rows are kept as they were"
+    assert len(again) == len(first)
+    recomputed = [p.name for p in (out / "reconstructions").iterdir() if p.stat().st_mtime_ns != stamps.get(p.name)]
+    assert recomputed and len(recomputed) < len(stamps), "only the missing rows are solved again"
+
+
+def test_sweep_validation(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('output = "o"\nrefrence = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key 'refrence' in the sweep. Did you mean 'reference'"):
+        bench.load_sweep(path)
+    path.write_text('output = "o"\n[data]\nsample="camera"\n[[tasks]]\nname="a"\noperator="b"\n'
+                    '[[priors]]\nname="p"\n[[solvers]]\nname="hqs"\nlable="x"\n')
+    with pytest.raises(ConfigError, match="unknown key 'lable' in \\[\\[solvers\\]\\]"):
+        bench.load_sweep(path)
+
+
+def test_torchrun_sweep_matches_single_process(toy_site, tmp_path):
+    path = write(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(toy_site), PNPKIT_LOAD_PLUGINS="toy")
+    one = subprocess.run([sys.executable, "-m", "pnpkit", "bench", str(path), "-q", "-o", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    torchrun = Path(sys.executable).with_name("torchrun")
+    two = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29533", "-m", "pnpkit",
+                          "bench", str(path), "-q", "-o", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr
+    a, b = read(tmp_path / "one" / "rows.csv"), read(tmp_path / "two" / "rows.csv")
+    assert not list((tmp_path / "two").glob("rows.rank*.csv"))
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("wall_time", "peak_memory_mb")} for r in rows]
+    assert strip(a) == strip(b)
