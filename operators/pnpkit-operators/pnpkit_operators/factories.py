@@ -1,0 +1,405 @@
+"""The registered operator factories.
+
+Each factory builds one operator from keyword settings; the pipeline adds ``shape`` (one
+item, ``(C, *spatial)``), ``device`` and ``dtype``. This module is cheap to import: deepinv
+and the operator classes are imported inside the factories, so ``pnpkit plugins`` stays fast.
+Defaults follow the papers' 256 x 256 settings and scale with the image side where a size
+in pixels is involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._common import (as_dtype, cast_buffers, gaussian_noise, need_shape, odd_size, scaled,
+                      seeded)
+
+Shape = Sequence[int] | None
+
+
+def _finish(op: Any, dtype: str, device: str) -> Any:
+    return cast_buffers(op, as_dtype(dtype), device)
+
+
+def _choice(value: str, choices: Sequence[str], setting: str, operator: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{operator}: {setting} must be one of {', '.join(map(repr, choices))}, "
+                         f"got {value!r}")
+    return value
+
+
+def super_resolution(shape: Shape = None, sigma_y: float = 0.0, factor: int = 4,
+                     filter: str = "bicubic", padding: str = "circular", max_iter: int = 100,
+                     device: str = "cpu", dtype: str = "float32") -> Any:
+    r"""Super-resolution: anti-aliasing filter then keep one pixel in ``factor`` per axis.
+
+    .. math::
+
+        y = S (h * x) + \sigma_y n
+
+    deepinv's :class:`~deepinv.physics.Downsampling`. With ``padding = "circular"`` (the
+    default) the pseudo-inverse and the projection are exact closed forms (FFT on the
+    low-resolution grid); with ``"reflect"`` / ``"replicate"`` they use deepinv's iterative
+    least squares (``max_iter`` iterations).
+
+    :param tuple[int] shape: ``(C, H, W)``; ``factor`` must divide ``H`` and ``W``.
+    :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param int factor: downsampling factor (4).
+    :param str filter: ``"bicubic"`` (default), ``"bilinear"``, ``"gaussian"``, ``"sinc"`` or ``"none"``.
+    :param str padding: ``"circular"`` (exact projection), ``"reflect"`` or ``"replicate"``.
+    :param int max_iter: iterations of the least-squares pseudo-inverse (non-circular padding).
+    :param str device: device of the operator's buffers.
+    :param str dtype: ``"float32"`` or ``"float64"``.
+    """
+    from .super_resolution import FILTERS, PADDINGS, SuperResolution
+
+    name = "super-resolution"
+    c, h, w = need_shape(shape, name)
+    _choice(filter, FILTERS, "filter", name)
+    _choice(padding, PADDINGS, "padding", name)
+    if isinstance(factor, bool) or int(factor) != factor or factor < 1:
+        raise ValueError(f"{name}: factor must be a positive integer, got {factor!r}")
+    factor = int(factor)
+    if h % factor or w % factor:
+        good = [f for f in range(2, min(h, w) + 1) if h % f == 0 and w % f == 0][:6]
+        hint = (f"use a factor that divides both ({', '.join(map(str, good))}...)" if good
+                else "no factor > 1 divides both sides")
+        raise ValueError(f"{name}: factor {factor} does not divide the image size {h}x{w}; "
+                         f"{hint}, or crop/resize the images to a multiple of {factor}")
+    op = SuperResolution((c, h, w), factor=factor, filter=filter, padding=padding,
+                         noise_model=gaussian_noise(sigma_y), max_iter=int(max_iter))
+    return _finish(op, dtype, device)
+
+
+def box_inpainting(shape: Shape = None, sigma_y: float = 0.0, box_fraction: float = 100 / 256,
+                   device: str = "cpu", dtype: str = "float32") -> Any:
+    r"""Box inpainting: a centred box of pixels is missing, the same in every channel.
+
+    .. math::
+
+        y = m \odot x + \sigma_y n
+
+    The box is ``round(H * box_fraction)`` by ``round(W * box_fraction)`` pixels: 100 x 100
+    at 256 x 256 as in the papers (``box_fraction = 100/256``). deepinv's
+    :class:`~deepinv.physics.Inpainting`; the projection is exact.
+
+    :param tuple[int] shape: ``(C, H, W)``.
+    :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param float box_fraction: box side over image side, in (0, 1).
+    :param str device: device of the mask.
+    :param str dtype: ``"float32"`` or ``"float64"``.
+    """
+    from .inpainting import MaskInpainting, box_mask
+
+    name = "box-inpainting"
+    c, h, w = need_shape(shape, name)
+    if not 0 < box_fraction < 1:
+        raise ValueError(f"{name}: box_fraction must be in (0, 1) (box side over image side; "
+                         f"100/256 = {100 / 256:.4f} in the papers), got {box_fraction}")
+    box = (max(1, int(round(h * box_fraction))), max(1, int(round(w * box_fraction))))
+    op = MaskInpainting((c, h, w), box_mask((c, h, w), box), noise_model=gaussian_noise(sigma_y))
+    op.box = box
+    return _finish(op, dtype, device)
+
+
+def random_inpainting(shape: Shape = None, sigma_y: float = 0.0, fraction: float = 0.5,
+                      seed: int = 0, device: str = "cpu", dtype: str = "float32") -> Any:
+    r"""Random inpainting: a seeded random ``fraction`` of the pixels (samples) is missing.
+
+    .. math::
+
+        y = m \odot x + \sigma_y n
+
+    Exactly ``round(fraction * n)`` of the ``n`` pixels per channel are missing, the same
+    pixels in every channel; images ``(C, H, W)`` and audio ``(C, L)`` alike. The mask comes
+    from deepinv's mask generator on a CPU generator seeded with ``seed`` (the same mask on
+    every device). deepinv's :class:`~deepinv.physics.Inpainting`; the projection is exact.
+
+    :param tuple[int] shape: ``(C, *spatial)``.
+    :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param float fraction: fraction of missing pixels, in [0, 1).
+    :param int seed: seed of the mask.
+    :param str device: device of the mask.
+    :param str dtype: ``"float32"`` or ``"float64"``.
+    """
+    from .inpainting import MaskInpainting, random_mask
+
+    name = "random-inpainting"
+    shape = need_shape(shape, name, kind="any")
+    if not 0 <= fraction < 1:
+        raise ValueError(f"{name}: fraction is the fraction of missing pixels and must be in "
+                         f"[0, 1), got {fraction}")
+    op = MaskInpainting(shape, random_mask(shape, float(fraction), int(seed)),
+                        noise_model=gaussian_noise(sigma_y))
+    return _finish(op, dtype, device)
+
+
+def _blur(name: str, kernel: Any, shape: tuple[int, int, int], padding: str, sigma_y: float,
+          max_iter: int) -> Any:
+    from .deblur import PADDINGS, CircularBlur, ConvolutionBlur
+
+    _choice(padding, PADDINGS, "padding", name)
+    k = kernel.shape[-1]
+    _, h, w = shape
+    if padding == "circular":
+        if k > min(h, w):
+            raise ValueError(f"{name}: kernel_size {k} is larger than the {h}x{w} image; "
+                             f"use kernel_size <= {min(h, w)}")
+        return CircularBlur(shape, kernel, noise_model=gaussian_noise(sigma_y))
+    if k // 2 >= min(h, w):
+        raise ValueError(f"{name}: kernel_size {k} is too large for a {h}x{w} image with "
+                         f"{padding} padding; use kernel_size <= {2 * min(h, w) - 1}")
+    return ConvolutionBlur(kernel, padding=padding, noise_model=gaussian_noise(sigma_y),
+                           max_iter=int(max_iter))
+
+
+def _kernel_size(name: str, kernel_size: int, side: int, scale: bool) -> int:
+    if isinstance(kernel_size, bool) or int(kernel_size) != kernel_size or kernel_size < 1:
+        raise ValueError(f"{name}: kernel_size must be a positive integer, got {kernel_size!r}")
+    size = scaled(kernel_size, side, scale)
+    if not scale and int(kernel_size) % 2 == 0:
+        raise ValueError(f"{name}: kernel_size must be odd (the kernel is centred), got "
+                         f"{kernel_size}; use {kernel_size + 1}")
+    return odd_size(size) if scale else int(kernel_size)
+
+
+def gaussian_deblur(shape: Shape = None, sigma_y: float = 0.0, kernel_std: float = 3.0,
+                    kernel_size: int = 61, scale_with_size: bool = True,
+                    padding: str = "reflect", max_iter: int = 100, device: str = "cpu",
+                    dtype: str = "float32") -> Any:
+    r"""Gaussian deblurring: convolution with an isotropic Gaussian kernel.
+
+    .. math::
+
+        y = h * x + \sigma_y n, \qquad h \propto e^{-\|u\|^2 / (2 s^2)}
+
+    ``kernel_std`` and ``kernel_size`` are the papers' values at 256 x 256 (3.0 and 61);
+    with ``scale_with_size`` (default) both are scaled by ``H / 256`` (the size to the
+    nearest odd integer, at least 3): std 0.375 and size 7 at 32 x 32. The kernel is deepinv's
+    :func:`~deepinv.physics.functional.gaussian_blur`.
+
+    ``padding = "reflect"`` (default, as in the papers) uses deepinv's
+    :class:`~deepinv.physics.Blur`: the pseudo-inverse and the projection are iterative
+    (``max_iter`` conjugate-gradient iterations) and approximate. ``padding = "circular"``
+    uses :class:`~deepinv.physics.BlurFFT`: exact (SVD) pseudo-inverse and projection, fast.
+
+    :param tuple[int] shape: ``(C, H, W)``.
+    :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param float kernel_std: kernel standard deviation in pixels (at 256 x 256 when scaled).
+    :param int kernel_size: kernel side in pixels (at 256 x 256 when scaled; odd otherwise).
+    :param bool scale_with_size: scale ``kernel_std`` and ``kernel_size`` by ``H / 256``.
+    :param str padding: ``"reflect"`` (default), ``"replicate"`` or ``"circular"`` (exact).
+    :param int max_iter: iterations of the least-squares pseudo-inverse (non-circular padding).
+    :param str device: device of the kernel.
+    :param str dtype: ``"float32"`` or ``"float64"``.
+    """
+    from .deblur import gaussian_kernel
+
+    name = "gaussian-deblur"
+    c, h, w = need_shape(shape, name)
+    if not kernel_std > 0:
+        raise ValueError(f"{name}: kernel_std must be > 0 (pixels), got {kernel_std}")
+    size = _kernel_size(name, kernel_size, h, scale_with_size)
+    std = scaled(float(kernel_std), h, scale_with_size)
+    op = _blur(name, gaussian_kernel(std, size), (c, h, w), padding, sigma_y, max_iter)
+    op.kernel_std, op.kernel_size = std, size
+    return _finish(op, dtype, device)
+
+
+def motion_deblur(shape: Shape = None, sigma_y: float = 0.0, kernel_size: int = 61,
+                  intensity: float = 0.5, length_scale: float = 0.3, seed: int = 0,
+                  scale_with_size: bool = True, padding: str = "reflect", max_iter: int = 100,
+                  device: str = "cpu", dtype: str = "float32") -> Any:
+    r"""Motion deblurring: convolution with a seeded random camera-shake kernel.
+
+    .. math::
+
+        y = h * x + \sigma_y n
+
+    The kernel is drawn by deepinv's :class:`~deepinv.physics.generator.MotionBlurGenerator`
+    (a Gaussian-process trajectory rasterised on the kernel grid) from a CPU generator seeded
+    with ``seed``. ``intensity`` is the trajectory's standard deviation relative to half the
+    kernel side (0.5: the trajectory spans most of the kernel, like the papers' intensity-0.5
+    kernels), ``length_scale`` its correlation length. ``kernel_size`` is 61 at 256 x 256 and
+    scaled by ``H / 256`` with ``scale_with_size``. Padding as for ``gaussian-deblur``:
+    ``"reflect"`` (default, iterative approximate projection) or ``"circular"`` (exact).
+
+    :param tuple[int] shape: ``(C, H, W)``.
+    :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param int kernel_size: kernel side in pixels (at 256 x 256 when scaled; odd otherwise).
+    :param float intensity: trajectory standard deviation (> 0).
+    :param float length_scale: trajectory correlation length (> 0).
+    :param int seed: seed of the kernel.
+    :param bool scale_with_size: scale ``kernel_size`` by ``H / 256``.
+    :param str padding: ``"reflect"`` (default), ``"replicate"`` or ``"circular"`` (exact).
+    :param int max_iter: iterations of the least-squares pseudo-inverse (non-circular padding).
+    :param str device: device of the kernel.
+    :param str dtype: ``"float32"`` or ``"float64"``.
+    """
+    from .deblur import motion_kernel
+
+    name = "motion-deblur"
+    c, h, w = need_shape(shape, name)
+    if not intensity > 0 or not length_scale > 0:
+        raise ValueError(f"{name}: intensity and length_scale must be > 0, got "
+                         f"{intensity} and {length_scale}")
+    size = _kernel_size(name, kernel_size, h, scale_with_size)
+    kernel = motion_kernel(size, float(intensity), float(length_scale), int(seed))
+    op = _blur(name, kernel, (c, h, w), padding, sigma_y, max_iter)
+    op.kernel_size = size
+    return _finish(op, dtype, device)
+
+
+def phase_retrieval(shape: Shape = None, sigma_y: float = 0.0, oversampling: float = 2.0,
+                    device: str = "cpu", dtype: str = "float32") -> Any:
+    r"""Fourier phase retrieval: magnitude of the FFT of the zero-padded signal (nonlinear).
+
+    .. math::
+
+        y = |\mathcal{F}(P x)| + \sigma_y n
+
+    :math:`P` pads each spatial axis to ``oversampling`` times its length (2: a 256 x 256
+    image becomes 512 x 512), the signal centred; :math:`\mathcal{F}` is the orthonormal FFT
+    per channel. ``A_vjp`` by autograd; ``A_dagger`` is a zero-phase initialisation, not an
+    inverse; ``project`` is one error-reduction step (magnitude replaced by ``y``, real part,
+    crop), which never increases the magnitude misfit but is not an exact projection.
+
+    :param tuple[int] shape: ``(C, *spatial)``.
+    :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param float oversampling: padded over original length per axis, >= 1.
+    :param str device: unused (no buffers); accepted for uniformity.
+    :param str dtype: unused (no buffers); accepted for uniformity.
+    """
+    from .phase_retrieval import FourierPhaseRetrieval
+
+    name = "phase-retrieval"
+    shape = need_shape(shape, name, kind="any")
+    if not oversampling >= 1:
+        raise ValueError(f"{name}: oversampling must be >= 1 (padded length over signal "
+                         f"length), got {oversampling}")
+    op = FourierPhaseRetrieval(shape, oversampling=float(oversampling),
+                               noise_model=gaussian_noise(sigma_y))
+    return _finish(op, dtype, device)
+
+
+def denoising(shape: Shape = None, sigma_y: float = 0.0, device: str = "cpu",
+              dtype: str = "float32") -> Any:
+    r"""Denoising: the identity operator, :math:`y = x + \sigma_y n`.
+
+    deepinv's :class:`~deepinv.physics.Denoising`. The projection is exact (it returns
+    :math:`y`). Set ``sigma_y`` (0 by default, like every operator here).
+
+    :param tuple[int] shape: any; unused.
+    :param float sigma_y: noise standard deviation (signals in [-1, 1]).
+    :param str device: device of the noise model.
+    :param str dtype: ``"float32"`` or ``"float64"``.
+    """
+    from .denoising import Denoising
+
+    op = Denoising(noise_model=gaussian_noise(sigma_y))
+    return _finish(op, dtype, device)
+
+
+#: Largest matrix (entries) compressed-sensing builds: 2**26 (256 MiB in float32).
+MAX_CS_ENTRIES = 2**26
+
+
+def compressed_sensing(shape: Shape = None, sigma_y: float = 0.0, ratio: float = 0.25,
+                       seed: int = 0, channelwise: bool = False, device: str = "cpu",
+                       dtype: str = "float32") -> Any:
+    r"""Compressed sensing: :math:`y = A\,\mathrm{vec}(x) + \sigma_y n` with a seeded Gaussian matrix.
+
+    :math:`A` is :math:`m \times n` with :math:`m = \mathrm{round}(\text{ratio} \cdot n)`,
+    entries :math:`\mathcal{N}(0, 1/m)` drawn in float64 from a CPU generator seeded with
+    ``seed`` (the same matrix for every dtype and device); deepinv's
+    :class:`~deepinv.physics.CompressedSensing`. The pseudo-inverse is stored, so the
+    projection is exact. The matrix is dense: signals of up to a few thousand entries
+    (32 x 32 RGB: n = 3072); ``channelwise = true`` uses one smaller matrix per channel.
+
+    :param tuple[int] shape: ``(C, *spatial)``.
+    :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param float ratio: measurements over unknowns, in (0, 1].
+    :param int seed: seed of the matrix.
+    :param bool channelwise: apply the same matrix to each channel.
+    :param str device: device of the matrices.
+    :param str dtype: ``"float32"`` or ``"float64"``.
+    """
+    from .compressed_sensing import CompressedSensing
+
+    name = "compressed-sensing"
+    shape = need_shape(shape, name, kind="any")
+    if not 0 < ratio <= 1:
+        raise ValueError(f"{name}: ratio (measurements over unknowns) must be in (0, 1], "
+                         f"got {ratio}")
+    n = 1
+    for s in shape[1:] if channelwise else shape:
+        n *= s
+    m = max(1, int(round(ratio * n)))
+    if m * n > MAX_CS_ENTRIES:
+        raise ValueError(f"{name}: a dense {m}x{n} matrix for shape {shape} is too large "
+                         f"({m * n:,} entries, limit {MAX_CS_ENTRIES:,}); use smaller signals, "
+                         "a lower ratio or channelwise = true")
+    op = CompressedSensing(m, shape, channelwise=bool(channelwise), rng=seeded(seed),
+                           noise_model=gaussian_noise(sigma_y))
+    op = _finish(op, dtype, device)
+    op.dtype = as_dtype(dtype)
+    return op
+
+
+def mixture(shape: Shape = None, sigma_y: float = 0.0, device: str = "cpu",
+            dtype: str = "float32") -> Any:
+    r"""Source separation: ``K`` sources stacked as channels, observed as their sum.
+
+    .. math::
+
+        y = \sum_{k=1}^{K} x_k + \sigma_y n \quad \text{(shape (B, 1, *spatial))}
+
+    Adjoint: repeat; pseudo-inverse: ``y / K`` on every channel; projection (exact):
+    :math:`x + (y - \sum_k x_k)/K` on every channel; closed-form proximal step.
+
+    :param tuple[int] shape: ``(K, *spatial)``, e.g. ``(4, L)`` for four stems.
+    :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param str device: unused (no buffers); accepted for uniformity.
+    :param str dtype: unused (no buffers); accepted for uniformity.
+    """
+    from .mixture import Mixture
+
+    shape = need_shape(shape, "mixture", kind="any")
+    op = Mixture(shape[0], noise_model=gaussian_noise(sigma_y))
+    return _finish(op, dtype, device)
+
+
+def source_masking(shape: Shape = None, sigma_y: float = 0.0, known: Sequence[int] = (0, 1),
+                   device: str = "cpu", dtype: str = "float32") -> Any:
+    r"""Partial generation: the ``known`` stems (channels) are observed, the rest generated.
+
+    .. math::
+
+        y = x_{\mathcal{K}} + \sigma_y n \quad \text{(shape (B, |K|, *spatial))}
+
+    Adjoint and pseudo-inverse put ``y`` back in the known channels (zeros elsewhere); the
+    projection (exact) replaces the known channels of ``x`` by ``y``.
+
+    :param tuple[int] shape: ``(C, *spatial)``, e.g. ``(4, L)``.
+    :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param list[int] known: indices of the known channels (distinct, in ``[0, C)``).
+    :param str device: unused (no buffers); accepted for uniformity.
+    :param str dtype: unused (no buffers); accepted for uniformity.
+    """
+    from .source_masking import SourceMasking
+
+    name = "source-masking"
+    shape = need_shape(shape, name, kind="any")
+    channels = shape[0]
+    if isinstance(known, (int, str)) or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in known):
+        raise ValueError(f"{name}: known must be a list of channel indices, e.g. known = [0, 1], "
+                         f"got {known!r}")
+    known = list(known)
+    bad = [k for k in known if not 0 <= k < channels]
+    if not known or bad or len(set(known)) != len(known):
+        raise ValueError(f"{name}: known must list distinct channel indices in [0, {channels - 1}] "
+                         f"for a signal with {channels} channels, got {known}")
+    op = SourceMasking(channels, known, noise_model=gaussian_noise(sigma_y))
+    return _finish(op, dtype, device)

@@ -1,0 +1,138 @@
+"""Pixel-space diffusion priors from diffusers checkpoints (``UNet2DModel`` / ``UNet1DModel``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pnpkit.priors import DiffusionPrior
+
+from .loading import (UNET_CLASSES, build_scheduler, display_name, find_parts, load_model, resolve,
+                      torch_dtype)
+from .network import UNetNetwork
+
+
+class DiffusersPrior(DiffusionPrior):
+    r"""A diffusers denoising network and its variance-preserving schedule as a pnpkit prior.
+
+    The network is a ``UNet2DModel`` (images, (B, C, H, W)) or a ``UNet1DModel`` (audio and
+    other 1-D signals, (B, C, L)) trained on data in [-1, 1]; the schedule
+    :math:`\bar\alpha_t` and the parametrisation (``"epsilon"``, ``"v_prediction"`` or
+    ``"sample"``) come from its diffusers scheduler (``DDPMScheduler``, ``DDIMScheduler`` or
+    any other that holds ``alphas_cumprod``). :class:`pnpkit.priors.DiffusionPrior` turns the
+    raw output into :math:`\epsilon`, Tweedie estimates, DDIM and denoising, and counts the
+    network evaluations.
+
+    Most users load a checkpoint with :meth:`from_pretrained`.
+
+    :param torch.nn.Module unet: the network (``UNet2DModel`` or ``UNet1DModel``).
+    :param scheduler: the diffusers scheduler it was trained with.
+    :param str name: the prior's name in messages.
+    :param float clip: Tweedie estimates are clipped to ``[-clip, clip]`` where solvers ask.
+    :param bool check_size: whether signals must have the network's ``sample_size``.
+    :param int class_label: the class to condition a class-conditional network on.
+    """
+
+    what = "signals"
+
+    def __init__(self, unet: torch.nn.Module, scheduler: Any, name: str = "diffusers",
+                 clip: float | None = 1.0, check_size: bool = True,
+                 class_label: int | None = None) -> None:
+        alphas = getattr(scheduler, "alphas_cumprod", None)
+        if alphas is None:
+            raise ValueError(f"scheduler {type(scheduler).__name__} has no alphas_cumprod: "
+                             f"prior {name!r} needs a variance-preserving scheduler such as "
+                             "DDPMScheduler or DDIMScheduler (consistency models load with "
+                             "ConsistencyPrior)")
+        prediction_type = scheduler.config.get("prediction_type", "epsilon")
+        super().__init__(torch.as_tensor(alphas), prediction_type=prediction_type, clip=clip)
+        self.name = name
+        self.unet = unet
+        self.scheduler = scheduler
+        self.net = UNetNetwork(unet, name, check_size=check_size, class_label=class_label,
+                               what=self.what)
+
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """The (C, *spatial) shape of the network's training signals."""
+        return self.net.shape
+
+    @property
+    def num_parameters(self) -> int:
+        """The number of parameters of the network."""
+        return self.net.num_parameters
+
+    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """Raw network output for ``x_t`` at integer timesteps ``t`` (shape (B,)).
+
+        :param torch.Tensor x_t: noisy signals (B, C, *spatial).
+        :param torch.Tensor t: integer timesteps, shape (B,).
+        :return: the network's prediction (in its parametrisation), like ``x_t``.
+        """
+        return self.net(x_t, t)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device = "cpu",
+                        dtype: str = "float32", *, scheduler: str | Path | None = None,
+                        model_dtype: str | None = None, variant: str | None = None,
+                        check_size: bool = True, class_label: int | None = None,
+                        clip: float | None = 1.0, cache_dir: str | Path | None = None,
+                        revision: str | None = None, name: str | None = None) -> DiffusersPrior:
+        """Load a saved checkpoint, offline.
+
+        :param str path_or_id: a folder (a saved diffusers pipeline, a folder with ``unet/`` and
+            ``scheduler/``, or a model folder with a scheduler configuration), or a hub id found
+            in the local Hugging Face cache.
+        :param str device: where the network runs.
+        :param str dtype: the dtype of the signals (``"float32"`` or ``"float64"``); the network
+            runs in it unless ``model_dtype`` says otherwise.
+        :param str scheduler: a scheduler folder or ``scheduler_config.json`` to use instead of
+            the checkpoint's.
+        :param str model_dtype: the network's dtype (``"float16"``, ``"bfloat16"``, ...); inputs
+            are cast to it and outputs back.
+        :param str variant: the weights' file variant (``"fp16"`` loads
+            ``diffusion_pytorch_model.fp16.safetensors``).
+        :param bool check_size: whether signals must have the network's ``sample_size``.
+        :param int class_label: the class to condition a class-conditional network on.
+        :param float clip: Tweedie estimates are clipped to ``[-clip, clip]`` where asked.
+        :param str cache_dir: the Hugging Face cache to search for a hub id.
+        :param str revision: the revision of a hub id.
+        :param str name: the prior's name in messages (default: the folder's name).
+        :raises FileNotFoundError: for a missing folder or a folder without the expected files.
+        :raises ValueError: for a model class other than ``UNet2DModel`` / ``UNet1DModel``.
+        """
+        root = resolve(path_or_id, cache_dir=cache_dir, revision=revision)
+        parts = find_parts(root, scheduler=scheduler, variant=variant)
+        net_dtype = torch_dtype(model_dtype, torch_dtype(dtype))
+        unet = load_model(parts.unet, UNET_CLASSES, device, net_dtype, variant)
+        return cls(unet, build_scheduler(parts.scheduler_config), name=name or display_name(path_or_id),
+                   clip=clip, check_size=check_size, class_label=class_label)
+
+
+def diffusers_prior(path: str, scheduler: str | None = None, model_dtype: str | None = None,
+                    variant: str | None = None, check_size: bool = True,
+                    class_label: int | None = None, clip: float = 1.0,
+                    cache_dir: str | None = None, device: str = "cpu",
+                    dtype: str = "float32") -> DiffusersPrior:
+    """A pixel-space diffusion prior from a diffusers checkpoint (``UNet2DModel`` or ``UNet1DModel``).
+
+    :param str path: a saved diffusers pipeline folder, a folder with ``unet/`` and
+        ``scheduler/``, a model folder with ``scheduler_config.json``, or a hub id in the local
+        Hugging Face cache (nothing is downloaded).
+    :param str scheduler: a scheduler folder or ``scheduler_config.json`` overriding the checkpoint's.
+    :param str model_dtype: the network's dtype (default: the signals' dtype).
+    :param str variant: the weights' variant, e.g. ``"fp16"``.
+    :param bool check_size: whether signals must have the training size.
+    :param int class_label: the class of a class-conditional network.
+    :param float clip: range of clipped Tweedie estimates.
+    :param str cache_dir: the Hugging Face cache to search for a hub id.
+    :param str device: set by the pipeline.
+    :param str dtype: set by the pipeline.
+    """
+    return DiffusersPrior.from_pretrained(path, device=device, dtype=dtype, scheduler=scheduler,
+                                          model_dtype=model_dtype, variant=variant,
+                                          check_size=check_size, class_label=class_label,
+                                          clip=clip, cache_dir=cache_dir)

@@ -1,0 +1,257 @@
+"""Model cards for the project's own priors: held-out one-step denoising quality.
+
+``python -m pnpkit_priors.evaluate --preset grey32 --weights DIR --state STATE.json`` (or
+``pnpkit prior-card ...``) loads the checkpoint in ``DIR`` (``unet/`` + ``scheduler/``) with
+:class:`~pnpkit_priors.diffusion.DiffusersPrior`, denoises a fixed, seeded set of patches of
+the validation and test splits (:func:`pnpkit_priors.datasets.heldout_patches`) with one
+Tweedie step at each noise level, and writes ``card.json`` and ``MODEL_CARD.md`` into ``DIR``:
+the data and its split, the training steps, time, parameters and loss (from the training
+state that :mod:`pnpkit_priors.train` writes), and a table of input and output PSNR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+#: Noise standard deviations of the table, in pnpkit's range [-1, 1].
+NOISE_LEVELS = (0.05, 0.1, 0.2, 0.4)
+SPLITS = ("validation", "test")
+
+
+def psnr(x: Any, ref: Any) -> Any:
+    r"""Per-item PSNR in dB of signals in [-1, 1] (peak-to-peak 2): :math:`10\log_{10}(4/\mathrm{MSE})`.
+
+    :param torch.Tensor x: estimates (B, ...).
+    :param torch.Tensor ref: references (B, ...).
+    :return: a (B,) tensor.
+    """
+    mse = (x.double() - ref.double()).pow(2).flatten(1).mean(1)
+    return 10 * (4.0 / mse.clamp_min(1e-20)).log10()
+
+
+def denoising_table(prior: Any, channels: int, size: int, count: int = 64, seed: int = 0,
+                    levels: Sequence[float] = NOISE_LEVELS,
+                    splits: Sequence[str] = SPLITS) -> list[dict[str, Any]]:
+    """One-step Tweedie denoising PSNR of ``prior`` on held-out patches.
+
+    For each split and noise level, ``count`` fixed patches get Gaussian noise of that standard
+    deviation (seeded) and are denoised by ``prior.denoise`` (estimates clipped to [-1, 1]).
+
+    :param pnpkit.priors.Prior prior: the prior to evaluate.
+    :param int channels: 1 (grey) or 3 (RGB).
+    :param int size: patch size.
+    :param int count: patches per split.
+    :param int seed: seed of the patches and of the noise.
+    :param list levels: noise standard deviations (pnpkit range).
+    :param list splits: the splits of :data:`pnpkit_priors.datasets.SPLITS` to use.
+    :return: rows ``{split, sigma, timestep, psnr_in, psnr_out, patches}`` (PSNR means in dB).
+    """
+    import torch
+
+    from .datasets import heldout_patches
+
+    rows = []
+    for split in splits:
+        x = torch.from_numpy(heldout_patches(split, size, channels, count, seed))
+        for k, sigma in enumerate(levels):
+            g = torch.Generator().manual_seed(seed * 1000 + k)
+            y = x + sigma * torch.randn(x.shape, generator=g)
+            with torch.no_grad():
+                out = prior.denoise(y, sigma).clamp(-1, 1)
+            t = prior.sigma_to_t(sigma) if hasattr(prior, "sigma_to_t") else None
+            rows.append({"split": split, "sigma": sigma, "timestep": t, "patches": count,
+                         "psnr_in": round(float(psnr(y, x).mean()), 2),
+                         "psnr_out": round(float(psnr(out, x).mean()), 2)})
+    return rows
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 5) if values else None
+
+
+def write_model_card(weights_dir: str | Path, preset: str, training_state_path: str | Path | None,
+                     count: int = 64, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """Evaluate the checkpoint in ``weights_dir`` and write ``card.json`` and ``MODEL_CARD.md`` there.
+
+    :param str weights_dir: the checkpoint folder (``unet/`` and ``scheduler/``).
+    :param str preset: the training preset (``"grey32"`` or ``"rgb32"``), for its channels and size.
+    :param str training_state_path: the ``training_state.json`` written by
+        :mod:`pnpkit_priors.train` (steps, time, losses); ``None`` leaves training facts out.
+    :param int count: patches per split.
+    :param int seed: seed of the patches and the noise.
+    :param str device: where the network runs.
+    :return: the card (what ``card.json`` holds).
+    """
+    from .datasets import SCALES, SPLITS as DATA_SPLITS
+    from .diffusion import DiffusersPrior
+    from .train import PRESETS
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    cfg = PRESETS[preset]
+    weights_dir = Path(weights_dir)
+    prior = DiffusersPrior.from_pretrained(weights_dir, device=device, name=preset)
+    start = time.perf_counter()
+    rows = denoising_table(prior, cfg["channels"], cfg["size"], count=count, seed=seed)
+    unet_cfg = dict(prior.unet.config)
+    sched_cfg = dict(prior.scheduler.config)
+    training: dict[str, Any] = {}
+    if training_state_path is not None:
+        state = json.loads(Path(training_state_path).read_text())
+        losses = [float(v) for v in state.get("losses", [])]
+        training = {
+            "steps": state.get("step"), "seconds": round(float(state.get("seconds", 0.0)), 1),
+            "batch_size": state.get("batch_size"), "lr": state.get("lr"), "seed": state.get("seed"),
+            "loss_first_100": _mean(losses[:100]), "loss_last_100": _mean(losses[-100:]),
+            "objective": "MSE between the predicted and the true noise (epsilon prediction)",
+            "weights": "exponential moving average of the trained weights",
+        }
+    card = {
+        "name": f"default-{preset}",
+        "preset": preset,
+        "architecture": {
+            "class": unet_cfg.get("_class_name", type(prior.unet).__name__),
+            "channels": unet_cfg.get("in_channels"), "sample_size": unet_cfg.get("sample_size"),
+            "block_out_channels": list(unet_cfg.get("block_out_channels", [])),
+            "layers_per_block": unet_cfg.get("layers_per_block"),
+            "down_block_types": list(unet_cfg.get("down_block_types", [])),
+            "parameters": prior.num_parameters,
+        },
+        "schedule": {k: sched_cfg.get(k) for k in ("_class_name", "num_train_timesteps",
+                                                   "beta_schedule", "beta_start", "beta_end",
+                                                   "prediction_type")},
+        "data": {
+            "source": "scikit-image's bundled pictures (offline), multi-scale patches",
+            "patch_size": cfg["size"], "scales": list(SCALES),
+            "splits": {k: list(v) for k, v in DATA_SPLITS.items()},
+            "split_rule": "by whole picture: no held-out pixel is seen in training",
+        },
+        "training": training,
+        "evaluation": {
+            "method": "one Tweedie step (DiffusersPrior.denoise) at the timestep whose noise "
+                      "level matches sigma; estimates clipped to [-1, 1]; PSNR with peak-to-peak 2",
+            "patches_per_split": count, "seed": seed, "noise_levels": list(NOISE_LEVELS),
+            "seconds": round(time.perf_counter() - start, 1),
+            "rows": rows,
+        },
+    }
+    (weights_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (weights_dir / "MODEL_CARD.md").write_text(render_markdown(card))
+    return card
+
+
+def _minutes(seconds: Any) -> str:
+    return "unknown" if seconds is None else f"{float(seconds) / 60:.1f} min"
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    """The ``MODEL_CARD.md`` text of a card.
+
+    :param dict card: what :func:`write_model_card` returns.
+    """
+    arch, sched, data, train, ev = (card["architecture"], card["schedule"], card["data"],
+                                    card["training"], card["evaluation"])
+    splits = data["splits"]
+    lines = [
+        f"# Model card: `{card['name']}`",
+        "",
+        f"A small pixel-space DDPM prior for {arch['channels']} x {arch['sample_size']} x "
+        f"{arch['sample_size']} patches in [-1, 1], loaded by pnpkit as prior "
+        f"`{card['name']}` (a `DiffusersPrior`).",
+        "",
+        "## Model",
+        "",
+        f"- diffusers `{arch['class']}`, {arch['parameters']:,} parameters, block channels "
+        f"{arch['block_out_channels']}, {arch['layers_per_block']} layer(s) per block, "
+        f"blocks {', '.join(arch['down_block_types'])}",
+        f"- `{sched['_class_name']}`: {sched['num_train_timesteps']} steps, {sched['beta_schedule']} "
+        f"betas from {sched['beta_start']} to {sched['beta_end']}, `{sched['prediction_type']}` "
+        "prediction",
+        "",
+        "## Data",
+        "",
+        f"- {data['source']}; patches of {data['patch_size']} pixels cut at scales "
+        f"{', '.join(str(s) for s in data['scales'])}",
+        f"- split {data['split_rule']}",
+        f"- train: {', '.join(splits['train'])}",
+        f"- validation: {', '.join(splits['validation'])}",
+        f"- test: {', '.join(splits['test'])}",
+        "",
+        "## Training",
+        "",
+    ]
+    if train:
+        lines += [
+            f"- {train['steps']} optimiser steps of {train['batch_size']} patches, learning rate "
+            f"{train['lr']}, seed {train['seed']}, {_minutes(train['seconds'])} of training",
+            f"- objective: {train['objective']}; saved: {train['weights']}",
+            f"- loss: {train['loss_first_100']} (mean of the first 100 steps) -> "
+            f"{train['loss_last_100']} (mean of the last 100 steps)",
+        ]
+    else:
+        lines.append("- no training state was given")
+    lines += [
+        "",
+        "## One-step denoising on held-out patches",
+        "",
+        f"{ev['patches_per_split']} fixed patches per split (seed {ev['seed']}); method: "
+        f"{ev['method']}.",
+        "",
+        "| split | noise std | timestep | PSNR in (dB) | PSNR out (dB) | gain (dB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in ev["rows"]:
+        gain = r["psnr_out"] - r["psnr_in"]
+        lines.append(f"| {r['split']} | {r['sigma']} | {r['timestep']} | {r['psnr_in']:.2f} | "
+                     f"{r['psnr_out']:.2f} | {gain:+.2f} |")
+    lines += ["", "Written by `python -m pnpkit_priors.evaluate`.", ""]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options of ``pnpkit prior-card``.
+
+    :param argparse.ArgumentParser parser: the parser to extend.
+    """
+    from .train import PRESETS
+
+    parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    parser.add_argument("--weights", type=Path, required=True,
+                        help="checkpoint folder (unet/ and scheduler/); the card is written there")
+    parser.add_argument("--state", type=Path, default=None,
+                        help="training_state.json of the training run")
+    parser.add_argument("--count", type=int, default=64, help="patches per split")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the model card that ``args`` describe and print its table.
+
+    :param argparse.Namespace args: parsed by a parser given :func:`add_arguments`.
+    """
+    card = write_model_card(args.weights, args.preset, args.state, count=args.count,
+                            seed=args.seed, device=args.device)
+    for r in card["evaluation"]["rows"]:
+        print(f"{r['split']:<10} sigma {r['sigma']:<5} PSNR {r['psnr_in']:6.2f} -> "
+              f"{r['psnr_out']:6.2f} dB")
+    print(f"wrote {Path(args.weights) / 'MODEL_CARD.md'} and card.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pnpkit_priors.evaluate``.
+
+    :param list argv: the arguments (default: ``sys.argv[1:]``).
+    """
+    parser = argparse.ArgumentParser(prog="pnpkit prior-card", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

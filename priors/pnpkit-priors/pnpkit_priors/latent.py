@@ -1,0 +1,131 @@
+"""Latent diffusion priors: a diffusers autoencoder and a diffusion model of its latents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .diffusion import DiffusersPrior
+from .loading import (UNET_CLASSES, VAE_CLASSES, build_scheduler, display_name, find_parts,
+                      load_model, resolve, torch_dtype)
+
+
+class LatentDiffusionPrior(DiffusersPrior):
+    r"""A diffusion prior on the latents of a diffusers ``AutoencoderKL`` or ``VQModel``.
+
+    The diffusion interface (``eps``, ``x0``, ``noise``, ``ddim``, ``denoise``) works on latents
+    :math:`z = s\,E(x)`, where :math:`s` is the autoencoder's ``scaling_factor``;
+    :meth:`encode` and :meth:`decode` go between signals in [-1, 1] and latents, so a latent
+    solver can write its data term as :math:`\|A\,\mathrm{decode}(z) - y\|^2`. Both are
+    differentiable. Only the network's evaluations count in :attr:`nfe`.
+
+    :param torch.nn.Module unet: the latent network (``UNet2DModel``).
+    :param scheduler: its diffusers scheduler.
+    :param torch.nn.Module vae: the autoencoder (``AutoencoderKL`` or ``VQModel``).
+    :param float scaling_factor: latent scale (default: the autoencoder's ``scaling_factor``).
+    :param str name: the prior's name in messages.
+    :param bool check_size: whether latents must have the network's ``sample_size``.
+    :param int class_label: the class to condition a class-conditional network on.
+    """
+
+    what = "latents"
+
+    def __init__(self, unet: torch.nn.Module, scheduler: Any, vae: torch.nn.Module,
+                 scaling_factor: float | None = None, name: str = "latent-diffusion",
+                 check_size: bool = True, class_label: int | None = None) -> None:
+        super().__init__(unet, scheduler, name=name, clip=None, check_size=check_size,
+                         class_label=class_label)
+        self.vae = vae
+        if scaling_factor is None:
+            scaling_factor = vae.config.get("scaling_factor") or 1.0
+        self.scaling_factor = float(scaling_factor)
+        self.is_vq = type(vae).__name__ == "VQModel"
+
+    def _vae_in(self, x: Tensor) -> Tensor:
+        p = next(self.vae.parameters())
+        return x.to(device=p.device, dtype=p.dtype)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Latents of signals: the autoencoder's mean (or VQ pre-quantisation) code times the scale.
+
+        :param torch.Tensor x: signals (B, C, H, W) in [-1, 1].
+        :return: latents (B, latent_channels, h, w), in ``x``'s dtype and device.
+        """
+        out = self.vae.encode(self._vae_in(x))
+        z = out.latents if self.is_vq else out.latent_dist.mode()
+        return (z * self.scaling_factor).to(device=x.device, dtype=x.dtype)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Signals of latents (the inverse scaling, then the autoencoder's decoder).
+
+        :param torch.Tensor z: latents (B, latent_channels, h, w).
+        :return: signals (B, C, H, W), roughly in [-1, 1], in ``z``'s dtype and device.
+        """
+        x = self.vae.decode(self._vae_in(z / self.scaling_factor)).sample
+        return x.to(device=z.device, dtype=z.dtype)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device = "cpu",
+                        dtype: str = "float32", *, scheduler: str | Path | None = None,
+                        model_dtype: str | None = None, variant: str | None = None,
+                        check_size: bool = True, class_label: int | None = None,
+                        scaling_factor: float | None = None, cache_dir: str | Path | None = None,
+                        revision: str | None = None,
+                        name: str | None = None) -> LatentDiffusionPrior:
+        """Load a folder with ``vae/`` (or ``vqvae/``), ``unet/`` and ``scheduler/``, offline.
+
+        :param str path_or_id: a saved diffusers pipeline or a folder with the three parts, or a
+            hub id in the local Hugging Face cache.
+        :param str device: where the networks run.
+        :param str dtype: the dtype of signals and latents; the networks run in it unless
+            ``model_dtype`` says otherwise.
+        :param str scheduler: a scheduler folder or ``scheduler_config.json`` to use instead.
+        :param str model_dtype: the networks' dtype.
+        :param str variant: the latent network's weights variant, e.g. ``"fp16"``.
+        :param bool check_size: whether latents must have the network's ``sample_size``.
+        :param int class_label: the class of a class-conditional network.
+        :param float scaling_factor: latent scale (default: the autoencoder's).
+        :param str cache_dir: the Hugging Face cache to search for a hub id.
+        :param str revision: the revision of a hub id.
+        :param str name: the prior's name in messages.
+        """
+        root = resolve(path_or_id, cache_dir=cache_dir, revision=revision)
+        parts = find_parts(root, scheduler=scheduler, variant=variant, need_vae=True)
+        net_dtype = torch_dtype(model_dtype, torch_dtype(dtype))
+        unet = load_model(parts.unet, UNET_CLASSES, device, net_dtype, variant)
+        assert parts.vae is not None
+        vae = load_model(parts.vae, VAE_CLASSES, device, net_dtype)
+        return cls(unet, build_scheduler(parts.scheduler_config), vae,
+                   scaling_factor=scaling_factor, name=name or display_name(path_or_id),
+                   check_size=check_size, class_label=class_label)
+
+
+def latent_diffusion_prior(path: str, scheduler: str | None = None, model_dtype: str | None = None,
+                           variant: str | None = None, check_size: bool = True,
+                           class_label: int | None = None, scaling_factor: float | None = None,
+                           cache_dir: str | None = None, device: str = "cpu",
+                           dtype: str = "float32") -> LatentDiffusionPrior:
+    """A latent diffusion prior: a diffusers ``AutoencoderKL``/``VQModel`` and a latent ``UNet2DModel``.
+
+    Its diffusion interface works on latents; ``encode``/``decode`` map signals to latents and
+    back.
+
+    :param str path: a folder with ``vae/`` (or ``vqvae/``), ``unet/`` and ``scheduler/`` (or a
+        saved pipeline), or a hub id in the local Hugging Face cache (nothing is downloaded).
+    :param str scheduler: a scheduler folder or ``scheduler_config.json`` overriding the checkpoint's.
+    :param str model_dtype: the networks' dtype (default: the signals' dtype).
+    :param str variant: the latent network's weights variant.
+    :param bool check_size: whether latents must have the training size.
+    :param int class_label: the class of a class-conditional network.
+    :param float scaling_factor: latent scale (default: the autoencoder's ``scaling_factor``).
+    :param str cache_dir: the Hugging Face cache to search for a hub id.
+    :param str device: set by the pipeline.
+    :param str dtype: set by the pipeline.
+    """
+    return LatentDiffusionPrior.from_pretrained(
+        path, device=device, dtype=dtype, scheduler=scheduler, model_dtype=model_dtype,
+        variant=variant, check_size=check_size, class_label=class_label,
+        scaling_factor=scaling_factor, cache_dir=cache_dir)

@@ -1,0 +1,240 @@
+"""Finding and loading diffusers checkpoints, offline.
+
+Three folder layouts are understood:
+
+1. a saved diffusers pipeline (``model_index.json`` naming its components, each in the
+   subfolder of its name: ``unet/``, ``scheduler/``, ``vae/`` or ``vqvae/``);
+2. a folder holding ``unet/`` and ``scheduler/`` subfolders (and ``vae/`` or ``vqvae/`` for a
+   latent model), as written by ``save_pretrained`` on each part;
+3. a model folder (``config.json`` and ``diffusion_pytorch_model.safetensors``) with a
+   scheduler configuration next to it (``scheduler_config.json``) or given separately.
+
+A Hugging Face hub id (``"org/name"``) is looked up in the local Hugging Face cache only
+(``local_files_only``): nothing is ever downloaded. diffusers is imported inside the
+functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+UNET_CLASSES = ("UNet2DModel", "UNet1DModel")
+VAE_CLASSES = ("AutoencoderKL", "VQModel")
+VAE_FOLDERS = ("vae", "vqvae")
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+LAYOUTS = ("a diffusers pipeline folder (model_index.json with unet/ and scheduler/ subfolders), "
+           "a folder with unet/ and scheduler/ subfolders, or a model folder (config.json and "
+           "diffusion_pytorch_model.safetensors) with a scheduler_config.json next to it or "
+           "scheduler = PATH")
+
+
+@dataclass
+class Checkpoint:
+    """Where the parts of one checkpoint lie.
+
+    :param pathlib.Path root: the folder that was resolved.
+    :param pathlib.Path unet: the folder of the denoising network.
+    :param dict scheduler_config: the scheduler's configuration (``scheduler_config.json``).
+    :param pathlib.Path vae: the folder of the autoencoder of a latent model, or ``None``.
+    """
+
+    root: Path
+    unet: Path
+    scheduler_config: dict[str, Any]
+    vae: Path | None = None
+
+
+def torch_dtype(name: str | torch.dtype | None, default: torch.dtype = torch.float32) -> torch.dtype:
+    """Turn ``"float32"``, ``"float16"``, ... (or a ``torch.dtype``) into a ``torch.dtype``.
+
+    :param str name: the dtype's name, a ``torch.dtype``, or ``None`` for ``default``.
+    :param torch.dtype default: returned when ``name`` is ``None``.
+    """
+    if name is None:
+        return default
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _listing(folder: Path) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    return ", ".join(names) if names else "nothing (the folder is empty)"
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    parts = text.split("/")
+    return (len(parts) == 2 and all(parts) and not text.startswith((".", "~"))
+            and "\\" not in text)
+
+
+def resolve(path_or_id: str | Path, cache_dir: str | Path | None = None,
+            revision: str | None = None) -> Path:
+    """The local folder of a checkpoint: a path as is, a hub id from the local cache.
+
+    :param str path_or_id: a folder, or a Hugging Face hub id such as ``"google/ddpm-cifar10-32"``.
+    :param str cache_dir: the Hugging Face cache to look in (default: the usual one, ``HF_HUB_CACHE``).
+    :param str revision: a branch, tag or commit of the hub repository (default ``"main"``).
+    :raises FileNotFoundError: when the folder does not exist and no cache entry matches.
+    """
+    path = Path(path_or_id).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise FileNotFoundError(f"{str(path)!r} is a file; give the checkpoint's folder "
+                                    f"({LAYOUTS})")
+        return path
+    text = str(path_or_id)
+    if _looks_like_hub_id(text):
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(snapshot_download(repo_id=text, revision=revision, cache_dir=cache_dir,
+                                          local_files_only=True))
+        except Exception as exc:  # not in the cache (or a malformed cache entry)
+            where = cache_dir or "the default Hugging Face cache (HF_HUB_CACHE)"
+            raise FileNotFoundError(
+                f"checkpoint {text!r}: no such folder, and no copy of the hub repository "
+                f"{text!r} in {where} ({type(exc).__name__}). pnpkit never downloads: fetch it "
+                f"on a machine with network access (`hf download {text}`) and copy the cache, "
+                f"or give the path of a local folder") from None
+    raise FileNotFoundError(f"checkpoint folder {str(path)!r} does not exist")
+
+
+def display_name(path_or_id: str | Path) -> str:
+    """A short name for messages: a local folder's name, or the hub id.
+
+    :param str path_or_id: what the checkpoint was loaded from.
+    """
+    local = Path(path_or_id).expanduser()
+    return local.resolve().name if local.exists() else str(path_or_id)
+
+
+def _check_model_folder(folder: Path, what: str, variant: str | None = None) -> None:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} folder {str(folder)!r} does not exist")
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} holds no config.json (found: {_listing(folder)}); "
+                                f"expected the {what}'s config.json and "
+                                "diffusion_pytorch_model.safetensors, as save_pretrained writes them")
+    stems = ["diffusion_pytorch_model" + (f".{variant}" if variant else "")]
+    suffixes = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
+    if not any((folder / (s + x)).is_file() for s in stems for x in suffixes):
+        wanted = f"{stems[0]}.safetensors (or .bin)"
+        raise FileNotFoundError(f"{folder} holds no weights (found: {_listing(folder)}); "
+                                f"expected {wanted} next to config.json")
+
+
+def _scheduler_config(path: Path) -> dict[str, Any]:
+    file = path / "scheduler_config.json" if path.is_dir() else path
+    if not file.is_file():
+        found = _listing(path) if path.is_dir() else "no such file"
+        raise FileNotFoundError(f"no scheduler configuration at {str(path)!r} (found: {found}); "
+                                "expected a folder with scheduler_config.json, or the JSON file")
+    return json.loads(file.read_text())
+
+
+def find_parts(root: Path, scheduler: str | Path | None = None, variant: str | None = None,
+               need_vae: bool = False) -> Checkpoint:
+    """Locate the network, the scheduler and (for latent models) the autoencoder of ``root``.
+
+    :param pathlib.Path root: a resolved checkpoint folder (see :func:`resolve`).
+    :param str scheduler: a scheduler folder or ``scheduler_config.json`` that overrides the
+        checkpoint's own (required for a bare model folder without ``scheduler_config.json``).
+    :param str variant: the weights' variant (``"fp16"`` for
+        ``diffusion_pytorch_model.fp16.safetensors``).
+    :param bool need_vae: whether an autoencoder (``vae/`` or ``vqvae/``) must be present.
+    :raises FileNotFoundError: naming what was found and what was expected.
+    """
+    unet: Path | None = None
+    sched: Path | None = None
+    vae: Path | None = None
+    index = root / "model_index.json"
+    if index.is_file():
+        for key, value in json.loads(index.read_text()).items():
+            if key.startswith("_") or not isinstance(value, list) or len(value) != 2:
+                continue
+            cls = str(value[1] or "")
+            if cls.startswith("UNet"):
+                unet = root / key
+            elif cls.endswith("Scheduler"):
+                sched = root / key
+            elif cls in VAE_CLASSES or key in VAE_FOLDERS:
+                vae = root / key
+        if unet is None:
+            raise FileNotFoundError(f"{index} names no UNet component; expected an entry such as "
+                                    "\"unet\": [\"diffusers\", \"UNet2DModel\"]")
+    elif (root / "unet").is_dir():
+        unet = root / "unet"
+        sched = root / "scheduler" if (root / "scheduler").is_dir() else None
+        vae = next((root / f for f in VAE_FOLDERS if (root / f).is_dir()), None)
+    elif (root / "config.json").is_file():
+        unet = root
+        sched = root if (root / "scheduler_config.json").is_file() else None
+    else:
+        raise FileNotFoundError(f"{root} is not a diffusers checkpoint (found: {_listing(root)}); "
+                                f"expected {LAYOUTS}")
+    _check_model_folder(unet, "network", variant)
+    if scheduler is not None:
+        config = _scheduler_config(Path(scheduler).expanduser())
+    elif sched is None:
+        raise FileNotFoundError(f"{root} holds a network but no scheduler (found: {_listing(root)}); "
+                                "expected a scheduler/ subfolder with scheduler_config.json, or "
+                                "pass scheduler = PATH (a folder or scheduler_config.json)")
+    else:
+        config = _scheduler_config(sched)
+    if need_vae:
+        if vae is None:
+            raise FileNotFoundError(f"{root} holds no autoencoder (found: {_listing(root)}); a latent "
+                                    "diffusion checkpoint needs vae/ (AutoencoderKL) or vqvae/ "
+                                    "(VQModel) next to unet/ and scheduler/")
+        _check_model_folder(vae, "autoencoder", None)
+    return Checkpoint(root=root, unet=unet, scheduler_config=config, vae=vae)
+
+
+def load_model(folder: Path, allowed: tuple[str, ...], device: str | torch.device,
+               dtype: torch.dtype, variant: str | None = None) -> Any:
+    """Load a diffusers model whose ``config.json`` names one of the ``allowed`` classes.
+
+    :param pathlib.Path folder: the model's folder (``config.json`` + weights).
+    :param tuple allowed: the accepted values of the config's ``_class_name``.
+    :param str device: where the model goes.
+    :param torch.dtype dtype: the dtype of its weights (converted on loading when they differ).
+    :param str variant: the weights' variant, e.g. ``"fp16"``.
+    :raises ValueError: for a model class outside ``allowed``.
+    """
+    import diffusers
+
+    config = json.loads((folder / "config.json").read_text())
+    name = config.get("_class_name")
+    if name not in allowed:
+        raise ValueError(f"unknown model class {name!r} in {folder / 'config.json'}; this prior "
+                         f"loads {' or '.join(allowed)}")
+    cls = getattr(diffusers, name)
+    model = cls.from_pretrained(str(folder), torch_dtype=dtype, variant=variant,
+                                local_files_only=True, low_cpu_mem_usage=False)
+    model.requires_grad_(False)
+    return model.to(device).eval()
+
+
+def build_scheduler(config: dict[str, Any]) -> Any:
+    """Instantiate the diffusers scheduler that ``config`` (a ``scheduler_config.json``) names.
+
+    :param dict config: the scheduler configuration, with its ``_class_name``.
+    :raises ValueError: when diffusers has no scheduler of that name.
+    """
+    import diffusers
+
+    name = config.get("_class_name")
+    cls = getattr(diffusers, str(name), None)
+    if cls is None or not str(name).endswith("Scheduler"):
+        raise ValueError(f"unknown scheduler class {name!r}; expected a diffusers scheduler such "
+                         "as DDPMScheduler or DDIMScheduler")
+    return cls.from_config(config)
