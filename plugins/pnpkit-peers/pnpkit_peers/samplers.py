@@ -17,8 +17,10 @@ from .common import PeerSolver, to_unit_range
 class DPS(PeerSolver):
     """Diffusion posterior sampling (Chung et al. 2023), deepinv's ``deepinv.sampling.DPS``.
 
-    It samples in [-1, 1] (pnpkit's range) with the prior seen as a deepinv denoiser; each
-    step backpropagates through the network (the memory cost RED-Diff and DCDP avoid).
+    deepinv's sampler carries its state in [-1, 1] but evaluates the data term on [0, 1]
+    images; the operator is seen through ``x01 -> A(2 x01 - 1)``, which keeps ``y`` as it is
+    and works for nonlinear operators too; the [0, 1] sample it returns is mapped back. Each step backpropagates through the network
+    (the memory cost RED-Diff and DCDP avoid).
 
     :param int iterations: reverse-diffusion steps (1000 as the paper).
     :param float weight: weight of the likelihood guidance.
@@ -44,8 +46,10 @@ class DPS(PeerSolver):
                                      num_steps=self.iterations, weight=self.weight,
                                      guidance=self.guidance, device=ctx.y.device, dtype=dt,
                                      rng=torch.Generator(ctx.y.device).manual_seed(seed))
-        x_shape = ops.pseudo_inverse(ctx.operator, ctx.y).shape
-        return model(ctx.y.to(dt), ctx.operator, x_init=x_shape, seed=seed)
+        op = ctx.operator
+        physics = deepinv.physics.Physics(A=lambda x01: op.A((2 * x01 - 1).to(ctx.y.dtype)).to(dt))
+        x_shape = ops.pseudo_inverse(op, ctx.y).shape
+        return 2 * model(ctx.y.to(dt), physics, x_init=x_shape, seed=seed) - 1  # it returns [0, 1]
 
 
 @dataclass(kw_only=True)
