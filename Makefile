@@ -25,8 +25,9 @@ $(STAMP): requirements.txt setup.cfg $(PACKAGES)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/pnpkit run configs/demo.toml --overwrite
-	@echo "Open runs/demo/items/*/figure.png to see the restorations."
+	$(VENV)/bin/pnpkit run configs/demo-inpainting.toml --overwrite
+	$(VENV)/bin/pnpkit run configs/demo-sr.toml --overwrite
+	@echo "Open runs/demo-*/items/*/figure.png to see the restorations."
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests $(foreach p,$(PACKAGES),$(dir $(p))tests)

@@ -104,7 +104,7 @@ def test_third_party_plugin_registers_solver_prior_and_command(fake_site, monkey
 def test_builtin_solvers_register_through_the_same_hooks(monkeypatch):
     m = _manager(monkeypatch, load="")
     assert m.plugins["builtin"].hooks == ["register_solvers"]
-    assert {"hqs", "admm", "pgd"} <= set(m.components["solver"])
+    assert {"hqs", "admm", "pgd", "pinv"} <= set(m.components["solver"])
     assert all(m.components["solver"][n].plugin == "builtin" for n in ("hqs", "admm", "pgd"))
 
 

@@ -99,3 +99,21 @@ class TestPGDContract(SolverContract):
     @pytest.fixture
     def solver(self):
         return PGD(iterations=8, stepsize=0.5, sigma=0.1)
+
+
+def test_pseudo_inverse_baseline():
+    from pnpkit.solvers import PseudoInverse
+
+    op, prior, x, y = toy_problem(n=16, m=16)
+    res = PseudoInverse(clip=0).solve(y, op, prior, reference=x)
+    torch.testing.assert_close(res.x, x)
+    assert res.nfe == 0 and res.history[0]["psnr"] > 100
+    assert float(PseudoInverse(clip=0.5).solve(y, op, prior).x.abs().max()) <= 0.5
+
+
+class TestPseudoInverseContract(SolverContract):
+    @pytest.fixture
+    def solver(self):
+        from pnpkit.solvers import PseudoInverse
+
+        return PseudoInverse()

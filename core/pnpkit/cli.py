@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config, args.set)
     summary = pipeline.run(cfg, output=args.output, overwrite=args.overwrite,
                            progress=not args.quiet)
-    out = Path(args.output or cfg.raw["output"])
+    out = Path(args.output) if args.output else (cfg.base_dir / cfg.raw["output"]).resolve()
     means = ", ".join(f"{k} {v:.4g}" for k, v in summary["mean"].items() if v is not None)
     print(f"{summary['items']} item(s) -> {out}: {means}")
     return 0

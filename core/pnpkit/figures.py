@@ -37,15 +37,24 @@ def _show_spectrogram(ax: Any, t: Tensor, title: str, sample_rate: int | None) -
 
 
 def _plot_history(ax: Any, history: list[dict[str, Any]]) -> None:
-    steps = np.arange(len(history))
-    res = [h["residual"] for h in history]
-    ax.semilogy(steps, np.maximum(res, 1e-12), color="tab:blue", lw=1)
-    ax.set_xlabel("logged step", fontsize=8)
+    """Residual (and PSNR) per iteration, one line per logged stage (e.g. data / iterate)."""
+    stages = list(dict.fromkeys(h["stage"] for h in history))
+    ax2 = ax.twinx() if history and "psnr" in history[0] else None
+    for i, stage in enumerate(stages):
+        recs = [h for h in history if h["stage"] == stage]
+        its = [h["iteration"] for h in recs]
+        style = "-" if i == 0 else "--"
+        ax.semilogy(its, np.maximum([h["residual"] for h in recs], 1e-12), style,
+                    color="tab:blue", lw=1, label=f"residual ({stage})")
+        if ax2 is not None:
+            ax2.plot(its, [h["psnr"] for h in recs], style, color="tab:red", lw=1,
+                     label=f"PSNR ({stage})")
+    ax.set_xlabel("iteration", fontsize=8)
     ax.set_ylabel("||Ax - y|| / ||y||", color="tab:blue", fontsize=8)
-    if history and "psnr" in history[0]:
-        ax2 = ax.twinx()
-        ax2.plot(steps, [h["psnr"] for h in history], color="tab:red", lw=1)
+    if ax2 is not None:
         ax2.set_ylabel("PSNR (dB)", color="tab:red", fontsize=8)
+    if len(stages) > 1:
+        ax.legend(fontsize=6, loc="lower left")
     ax.set_title("convergence", fontsize=9)
 
 

@@ -230,16 +230,20 @@ class Pipeline:
         if not y.is_complex() and (is_image_like(y[0]) if item.kind == "image" else y.dim() == 3):
             save_signal(y[0], folder / "measurement", item.kind, rate)
             panels.append(("measurement", y[0]))
+        baseline: dict[str, float] = {}
         try:
             pinv = ops.pseudo_inverse(op, y)
-            if pinv.shape == x.shape:
-                panels.append(("pseudo-inverse", pinv[0]))
         except Exception:  # operators without a usable A_dagger: no panel, nothing lost
-            pass
+            pinv = None
+        if pinv is not None and pinv.shape == x.shape:
+            baseline = {k: v[0] for k, v in compute(list(raw["metrics"]), pinv.clamp(-1, 1), x).items()}
+            label = ", ".join(f"{k} {v:.2f}" for k, v in baseline.items())
+            panels.append((f"pseudo-inverse ({label})", pinv[0]))
         label = f"{self.solver.name} ({', '.join(f'{k} {v:.2f}' for k, v in metrics.items())})"
         panels += [(label, result.x[0]), ("reference", x[0])]
         run_figure(folder / "figure.png", panels, result.history, item.kind, rate)
-        record = {"status": "done", "index": index, "metrics": metrics, "nfe": result.nfe,
+        record = {"status": "done", "index": index, "metrics": metrics,
+                  "pseudo_inverse_metrics": baseline, "nfe": result.nfe,
                   "wall_time": result.wall_time, "iterations": result.iterations,
                   "seconds_total": time.perf_counter() - start}
         _write_json(folder / "history.json", result.history)

@@ -4,5 +4,6 @@ from .admm import ADMM
 from .base import IterativeSolver, Result, SolveContext, Solver, geometric
 from .hqs import HQS, HalfQuadraticSplitting
 from .pgd import PGD, ProximalGradient
+from .pinv import PseudoInverse
 
-__all__ = ["ADMM", "HQS", "HalfQuadraticSplitting", "PGD", "ProximalGradient", "IterativeSolver", "Result", "SolveContext", "Solver", "geometric"]
+__all__ = ["ADMM", "HQS", "HalfQuadraticSplitting", "PGD", "PseudoInverse", "ProximalGradient", "IterativeSolver", "Result", "SolveContext", "Solver", "geometric"]
