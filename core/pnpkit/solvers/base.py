@@ -116,6 +116,23 @@ class Solver:
             config[key] = _coerce(value, hints.get(key), f"{cls.name}.{key}")
         return cls(**config)
 
+    def apply_preset(self) -> None:
+        """Fill the settings left at None from ``PRESETS[self.preset]`` (else ``BASE``).
+
+        For solvers with the papers' per-task settings: declare ``preset: str | None``, the
+        preset-controlled fields with default None, the class dicts ``PRESETS`` and ``BASE``,
+        and call this first in ``__post_init__``. Explicit settings win; the resolved values
+        are what ``to_dict`` saves, so a saved config rebuilds the same solver.
+        """
+        presets: dict[str, dict[str, Any]] = getattr(self, "PRESETS", {})
+        preset = getattr(self, "preset", None)
+        if preset is not None and preset not in presets:
+            raise ValueError(f"unknown {self.name} preset {preset!r}; choose one of "
+                             f"{', '.join(sorted(presets))}")
+        for key, value in (presets[preset] if preset else getattr(self, "BASE", {})).items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 

@@ -114,13 +114,7 @@ class DCDP(HalfQuadraticSplitting):
     latent: str = "none"
 
     def __post_init__(self) -> None:
-        if self.preset is not None and self.preset not in self.PRESETS:
-            raise ValueError(f"unknown DCDP preset {self.preset!r}; choose one of "
-                             f"{', '.join(sorted(self.PRESETS))}")
-        chosen = self.PRESETS[self.preset] if self.preset else self.BASE
-        for key, value in chosen.items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
+        self.apply_preset()
         if self.preset and self.lr_reference_entries is None:
             self.lr_reference_entries = _PAPER_ENTRIES[self.preset]
         for key, allowed in (("optimizer", ("sgd", "adam")),

@@ -26,7 +26,7 @@ def test_presets_fill_unset_settings_and_explicit_ones_win():
     assert DCDP(preset="phase-retrieval").t_end == 20
     assert DCDP(preset="gaussian-deblur", lr=3.0).lr == 3.0
     assert DCDP.from_dict(d.to_dict()).to_dict() == d.to_dict()
-    with pytest.raises(ValueError, match="unknown DCDP preset 'sr8'"):
+    with pytest.raises(ValueError, match="unknown dcdp preset .sr8."):
         DCDP(preset="sr8")
     with pytest.raises(ValueError, match="purification must be one of ddim, tweedie, consistency"):
         DCDP(purification="ode")

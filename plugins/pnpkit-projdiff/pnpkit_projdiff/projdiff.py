@@ -110,7 +110,8 @@ class ProjDiff(ProximalGradient):
         "separation": dict(iterations=150, repeats=5, eta=0.1, beta=0.5, levels="karras",
                            sigma_min=1e-4, sigma_max=1.0, rho=7.0),
     }
-    BASE: ClassVar[dict[str, Any]] = dict(iterations=100, eta=1.0)
+    BASE: ClassVar[dict[str, Any]] = dict(iterations=100, eta=1.0, repeats=1, beta=0.0, levels="ddpm",
+                                          sigma_min=1e-4, sigma_max=1.0, rho=7.0)
 
     preset: str | None = None
     iterations: int | None = None  # type: ignore[assignment]
@@ -124,14 +125,8 @@ class ProjDiff(ProximalGradient):
     noisy: bool = True
 
     def __post_init__(self) -> None:
-        if self.preset is not None and self.preset not in self.PRESETS:
-            raise ValueError(f"unknown ProjDiff preset {self.preset!r}; choose one of "
-                             f"{', '.join(sorted(self.PRESETS))}")
-        defaults = dict(repeats=1, beta=0.0, levels="ddpm", sigma_min=1e-4, sigma_max=1.0, rho=7.0)
-        defaults.update(self.BASE)
-        if self.preset:
-            defaults.update(self.PRESETS[self.preset])
-        for key, value in defaults.items():
+        self.apply_preset()
+        for key, value in self.BASE.items():  # what a preset leaves unset
             if getattr(self, key) is None:
                 setattr(self, key, value)
         if self.levels not in ("ddpm", "karras"):

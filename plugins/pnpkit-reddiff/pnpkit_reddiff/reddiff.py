@@ -109,12 +109,7 @@ class REDDiff(ProximalGradient):
     latent: bool = False
 
     def __post_init__(self) -> None:
-        if self.preset is not None and self.preset not in self.PRESETS:
-            raise ValueError(f"unknown RED-Diff preset {self.preset!r}; choose one of "
-                             f"{', '.join(sorted(self.PRESETS))}")
-        for key, value in (self.PRESETS[self.preset] if self.preset else self.BASE).items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
+        self.apply_preset()
         self.betas = list(self.betas)
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"reddiff: weighting must be one of {', '.join(WEIGHTINGS)}, "
