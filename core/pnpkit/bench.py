@@ -3,8 +3,9 @@
 Every solver, ours and the peers registered from deepinv, goes through the same ``solve``
 call on the same prior, operator, measurement and seed, and is measured the same way:
 quality (PSNR / SSIM for images, SI-SNR(i) for audio), wall time, NFE and peak memory
-(CPU: the process's resident set above its level before the solve, sampled every 2 ms;
-GPU: torch's peak allocated memory). A sweep file::
+(CPU: the process's resident set above its level before the solve, sampled every 2 ms, with
+glibc set to return large blocks to the system so the figure follows live tensors; GPU:
+torch's peak allocated memory). A sweep file::
 
     output = "runs/sweep"
     metrics = ["psnr", "ssim"]
@@ -124,6 +125,30 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def _libc() -> Any:
+    """glibc, configured so that the resident set follows live memory (None elsewhere).
+
+    By default glibc keeps freed blocks in its heap and raises its mmap threshold as large
+    blocks are freed, so a second solve in the same process would show no growth at all. A
+    fixed 64 KiB threshold returns every large tensor to the system when freed, and
+    ``malloc_trim`` empties the heap before each measurement.
+    """
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            lib = ctypes.CDLL("libc.so.6")
+            lib.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+            _LIBC = lib
+        except (OSError, AttributeError):
+            _LIBC = False
+    return _LIBC or None
+
+
+_LIBC: Any = None
+
+
 class PeakMemory:
     """Peak memory of a block: GPU peak allocated, or resident-set growth sampled on CPU."""
 
@@ -141,6 +166,9 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device) / 2**20
             return self
+        lib = _libc()
+        if lib is not None:
+            lib.malloc_trim(0)
         self._base = self._peak = self._rss_mb()
         self._stop = threading.Event()
 
