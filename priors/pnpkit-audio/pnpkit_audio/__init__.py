@@ -1,0 +1,11 @@
+"""Multi-stem music built offline and a multi-source audio diffusion prior, for pnpkit.
+
+- :mod:`pnpkit_audio.render`: the dataset builder (music21's Bach chorales rendered to
+  bass / drums / guitar / piano stems with FluidSynth and the General MIDI soundfont);
+- :mod:`pnpkit_audio.dataset`: the built dataset's splits, segments and evaluation items;
+- :mod:`pnpkit_audio.network`, :mod:`pnpkit_audio.train`: the 1-D UNet and its training;
+- :mod:`pnpkit_audio.plugin`: what is registered with pnpkit.
+"""
+
+#: The stems, in channel order (Slakh2100's four classes, as the MSDM paper stacks them).
+STEMS = ("bass", "drums", "guitar", "piano")
