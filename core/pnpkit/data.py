@@ -27,6 +27,8 @@ class Item:
     signal: Tensor
     kind: str = "image"
     sample_rate: int | None = None
+    #: One name per channel (e.g. the stems of a separation item), for per-stem metrics.
+    channel_names: list[str] | None = None
 
 
 def image_to_tensor(array: np.ndarray, size: int | None = None, channels: int | None = None) -> Tensor:

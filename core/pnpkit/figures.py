@@ -21,19 +21,34 @@ def _show_image(ax: Any, t: Tensor, title: str) -> None:
     ax.axis("off")
 
 
-def _show_spectrogram(ax: Any, t: Tensor, title: str, sample_rate: int | None) -> None:
+def _spectrogram_db(wav: Tensor) -> Tensor:
+    """(C, frequencies, frames) magnitude spectrogram in dB (512-point STFT, hop 128)."""
     import torch
 
-    wav = t.detach().cpu().float().reshape(-1, t.shape[-1])
     n_fft = 512
     spec = torch.stft(wav, n_fft, hop_length=n_fft // 4, window=torch.hann_window(n_fft),
                       return_complex=True).abs()
-    db = 20 * torch.log10(spec.clamp_min(1e-5))
-    img = torch.cat(list(db), dim=0).numpy()  # channels stacked vertically
-    ax.imshow(img, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=db.max().item())
-    ax.set_title(f"{title} ({wav.shape[0]} channel{'s' * (wav.shape[0] > 1)} stacked)", fontsize=9)
-    ax.set_xlabel(f"frames (hop {n_fft // 4} @ {sample_rate or '?'} Hz)", fontsize=7)
-    ax.set_yticks([])
+    return 20 * torch.log10(spec.clamp_min(1e-5))
+
+
+def _show_spectrogram(ax: Any, t: Tensor, title: str, sample_rate: int | None,
+                      vmax: float | None = None) -> None:
+    wav = t.detach().cpu().float().reshape(-1, t.shape[-1])
+    db = _spectrogram_db(wav)
+    img = db.reshape(-1, db.shape[-1]).numpy()  # channels stacked vertically
+    top = float(db.max()) if vmax is None else vmax
+    nyquist = (sample_rate or 0) / 2
+    extent = None if not nyquist else (0, wav.shape[-1] / sample_rate, 0, nyquist * wav.shape[0] / 1000)
+    ax.imshow(img, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
+              extent=extent)
+    suffix = f" ({wav.shape[0]} channels stacked)" if wav.shape[0] > 1 else ""
+    ax.set_title(f"{title}{suffix}", fontsize=8)
+    if extent is not None:
+        ax.set_xlabel("seconds", fontsize=7)
+        ax.set_ylabel("kHz", fontsize=7)
+        ax.tick_params(labelsize=6)
+    else:
+        ax.set_yticks([])
 
 
 def _plot_history(ax: Any, history: list[dict[str, Any]]) -> None:
@@ -59,13 +74,21 @@ def _plot_history(ax: Any, history: list[dict[str, Any]]) -> None:
 
 
 def run_figure(path: Path, panels: list[tuple[str, Tensor]], history: list[dict[str, Any]],
-               kind: str, sample_rate: int | None = None) -> Path:
-    """Save a row of panels (images or spectrograms) with a convergence plot beside them."""
+               kind: str, sample_rate: int | None = None,
+               channel_names: list[str] | None = None) -> Path:
+    """Save a row of panels (images or spectrograms) with a convergence plot beside them.
+
+    Multi-channel audio (separated sources) gets a grid instead: the single-channel panels
+    (the mixture) and the convergence plot on the first row, then one row per channel with
+    a column per multi-channel panel (estimate, reference, ...), on one colour scale.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if kind == "audio" and any(s.shape[0] > 1 for _, s in panels):
+        return _sources_figure(path, panels, history, sample_rate, channel_names)
     shown = [(t, s) for t, s in panels if kind == "audio" or is_image_like(s)]
     fig, axes = plt.subplots(1, len(shown) + 1, figsize=(2.6 * (len(shown) + 1) + 0.8, 2.9),
                              squeeze=False)
@@ -77,5 +100,35 @@ def run_figure(path: Path, panels: list[tuple[str, Tensor]], history: list[dict[
     _plot_history(axes[0][-1], history)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _sources_figure(path: Path, panels: list[tuple[str, Tensor]], history: list[dict[str, Any]],
+                    sample_rate: int | None, channel_names: list[str] | None) -> Path:
+    import matplotlib.pyplot as plt
+
+    single = [(t, s) for t, s in panels if s.shape[0] == 1]
+    multi = [(t, s) for t, s in panels if s.shape[0] > 1]
+    channels = multi[0][1].shape[0]
+    names = list(channel_names or [f"channel {c}" for c in range(channels)])
+    cols = max(len(multi), len(single) + 1)
+    top = max(float(_spectrogram_db(s.detach().cpu().float().reshape(-1, s.shape[-1])).max())
+              for _, s in panels)
+    fig, axes = plt.subplots(1 + channels, cols, figsize=(3.4 * cols, 2.2 * (1 + channels)),
+                             squeeze=False)
+    for ax, (title, sig) in zip(axes[0], single):
+        _show_spectrogram(ax, sig, title, sample_rate, vmax=top)
+    _plot_history(axes[0][len(single)], history)
+    for ax in axes[0][len(single) + 1:]:
+        ax.axis("off")
+    for c in range(channels):
+        for j, (title, sig) in enumerate(multi):
+            _show_spectrogram(axes[1 + c][j], sig[c:c + 1], f"{names[c]}: {title}", sample_rate,
+                              vmax=top)
+        for ax in axes[1 + c][len(multi):]:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -216,7 +216,9 @@ class Pipeline:
         start = time.perf_counter()
         result = self.solver.solve(y, op, self.prior, generator=generator, reference=x,
                                    progress=progress)
-        metrics = {k: v[0] for k, v in compute(list(raw["metrics"]), result.x, x).items()}
+        # Audio metrics need the item's sample rate; per-stem values are named after its channels.
+        measures = dict(sample_rate=item.sample_rate, channel_names=item.channel_names)
+        metrics = {k: v[0] for k, v in compute(list(raw["metrics"]), result.x, x, **measures).items()}
         folder = self.output / "items" / item.id
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {"reconstruction": result.x[0].contiguous(), "reference": x[0].contiguous()}
@@ -225,6 +227,9 @@ class Pipeline:
         save_file({k: v.detach().cpu() for k, v in tensors.items()}, folder / "tensors.safetensors")
         rate = item.sample_rate
         save_signal(result.x[0], folder / "reconstruction", item.kind, rate)
+        if item.kind == "audio" and item.channel_names:  # separated sources: a WAV per stem too
+            for c, stem in enumerate(item.channel_names):
+                save_signal(result.x[0, c:c + 1], folder / f"reconstruction_{stem}", "audio", rate)
         save_signal(x[0], folder / "reference", item.kind, rate)
         panels = []
         if not y.is_complex() and (is_image_like(y[0]) if item.kind == "image" else y.dim() == 3):
@@ -236,12 +241,14 @@ class Pipeline:
         except Exception:  # operators without a usable A_dagger: no panel, nothing lost
             pinv = None
         if pinv is not None and pinv.shape == x.shape:
-            baseline = {k: v[0] for k, v in compute(list(raw["metrics"]), pinv.clamp(-1, 1), x).items()}
-            label = ", ".join(f"{k} {v:.2f}" for k, v in baseline.items())
+            baseline = {k: v[0] for k, v in compute(list(raw["metrics"]), pinv.clamp(-1, 1), x,
+                                                    **measures).items()}
+            label = ", ".join(f"{k} {v:.2f}" for k, v in baseline.items() if "/" not in k)
             panels.append((f"pseudo-inverse ({label})", pinv[0]))
-        label = f"{self.solver.name} ({', '.join(f'{k} {v:.2f}' for k, v in metrics.items())})"
+        label = f"{self.solver.name} ({', '.join(f'{k} {v:.2f}' for k, v in metrics.items() if '/' not in k)})"
         panels += [(label, result.x[0]), ("reference", x[0])]
-        run_figure(folder / "figure.png", panels, result.history, item.kind, rate)
+        run_figure(folder / "figure.png", panels, result.history, item.kind, rate,
+                   item.channel_names)
         record = {"status": "done", "index": index, "metrics": metrics,
                   "pseudo_inverse_metrics": baseline, "nfe": result.nfe,
                   "wall_time": result.wall_time, "iterations": result.iterations,
@@ -257,6 +264,7 @@ class Pipeline:
         mean, std = {}, {}
         for name in names:
             vals = [r["metrics"][name] if name in r["metrics"] else r[name] for r in done]
+            vals = [v for v in vals if v == v]  # NaN: no value for that item (si_snri_msdm, no window kept)
             mean[name] = statistics.fmean(vals) if vals else None
             std[name] = statistics.pstdev(vals) if len(vals) > 1 else 0.0
         return {"items": len(done), "mean": mean, "std": std,

@@ -173,6 +173,25 @@ class DiffusionPrior(Prior):
         return self.x0(a.sqrt() * x, t)
 
 
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> list[float]:
+    """``n`` noise levels from ``sigma_max`` down to ``sigma_min``, spaced as Karras et al. (EDM).
+
+    .. math::
+
+        \\sigma_i = \\Big(\\sigma_{\\max}^{1/\\rho} + \\tfrac{i}{n-1}\\big(\\sigma_{\\min}^{1/\\rho}
+        - \\sigma_{\\max}^{1/\\rho}\\big)\\Big)^{\\rho}, \\quad i = 0, \\dots, n-1
+
+    (``[sigma_max]`` when ``n == 1``). Samplers that end on a clean estimate append 0 themselves.
+
+    >>> [round(s, 4) for s in karras_sigmas(3, 1e-4, 1.0)]
+    [1.0, 0.0412, 0.0001]
+    """
+    if n == 1:
+        return [sigma_max]
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return [(hi + i / (n - 1) * (lo - hi)) ** rho for i in range(n)]
+
+
 def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Standard normal noise shaped like ``x``, drawn on the generator's device, then moved."""
     dev = generator.device if generator is not None else x.device

@@ -10,19 +10,10 @@ import torch
 from torch import Tensor
 
 from pnpkit import operators as ops
+from pnpkit.priors import karras_sigmas
 from pnpkit.solvers import ProximalGradient, SolveContext
 
-
-def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> list[float]:
-    """``n`` noise levels from ``sigma_max`` down to ``sigma_min``, spaced as Karras et al.
-
-    >>> [round(s, 4) for s in karras_sigmas(3, 1e-4, 1.0)]
-    [1.0, 0.0296, 0.0001]
-    """
-    if n == 1:
-        return [sigma_max]
-    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return [(hi + i / (n - 1) * (lo - hi)) ** rho for i in range(n)]
+__all__ = ["ProjDiff", "equivalent_noise_std", "karras_sigmas"]  # karras_sigmas: re-exported from the core
 
 
 def equivalent_noise_std(operator: Any, y: Tensor, sigma_y: float, samples: int = 4,
