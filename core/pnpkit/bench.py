@@ -280,7 +280,7 @@ class Sweep:
             raise ConfigError(error)
         done = {tuple(r[c] for c in COLUMNS[:6]) for f in out.glob("rows*.csv") for r in self._read_rows(f)}
         metric_names = list(self.sweep["metrics"])
-        columns = COLUMNS + metric_names
+        columns = COLUMNS + metric_columns(metric_names, self.items)
         suffix = "" if group.world == 1 else f".rank{group.rank}"
         rows_path, hist_path = out / f"rows{suffix}.csv", out / f"histories{suffix}.jsonl"
         todo = [c for i, c in enumerate(self.cases()) if c.key not in done and i % group.world == group.rank]
@@ -341,7 +341,8 @@ class Sweep:
             row.update(status=f"error: {type(exc).__name__}: {exc}"[:300], wall_time="", nfe="",
                        peak_memory_mb="")
             return row, []
-        values = compute(metric_names, result.x.to(x.dtype), x)
+        values = compute(metric_names, result.x.to(x.dtype), x, sample_rate=item.sample_rate,
+                         channel_names=item.channel_names)
         row.update(status="ok", wall_time=f"{result.wall_time:.4f}", nfe=result.nfe,
                    peak_memory_mb=f"{mem.peak_mb:.2f}")
         row.update({k: f"{v[0]:.4f}" for k, v in values.items()})
@@ -351,6 +352,16 @@ class Sweep:
             tensors["y"] = y[0].detach().float().cpu().contiguous()
         save_file(tensors, self.output / "reconstructions" / f"{name}.safetensors")
         return row, result.history
+
+
+def metric_columns(names: list[str], items: list[Any]) -> list[str]:
+    """The CSV columns the named metrics fill: per-stem metrics add ``name/<stem>`` columns."""
+    if not items:
+        return list(names)
+    item = items[0]
+    ref = item.signal[None].float()
+    return list(compute(names, ref, ref, sample_rate=item.sample_rate,
+                        channel_names=item.channel_names))
 
 
 def _safe(s: str) -> str:
@@ -404,7 +415,9 @@ def summary_table(rows: list[dict[str, str]], metrics: list[str], reference: str
                              + f" |\n\n> {solver}: {rs[0]['status']}")
                 continue
             cells = [solver, str(len(ok))]
-            cells += [_stat([float(r[m]) for r in ok]) for m in metrics]
+            # NaN (e.g. a stem with no window the MSDM protocol keeps) is left out of the mean
+            cells += [_stat([v for r in ok if r.get(m) for v in [float(r[m])] if v == v])
+                      for m in metrics]
             times = [float(r["wall_time"]) for r in ok]
             cells += [_stat(times), _stat([float(r["nfe"]) for r in ok]),
                       _stat([float(r["peak_memory_mb"]) for r in ok])]
@@ -421,7 +434,7 @@ def write_reports(out: Path, rows: list[dict[str, str]], sweep: dict[str, Any], 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = list(sweep["metrics"])
+    metrics = metric_columns(list(sweep["metrics"]), items)
     table = summary_table(rows, metrics, sweep.get("reference"))
     (out / "summary.md").write_text("# Benchmark summary\n\nMean ± std over items and seeds; "
                                     "times in seconds on this machine.\n" + table)

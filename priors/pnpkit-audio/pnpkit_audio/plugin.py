@@ -1,0 +1,70 @@
+"""Registers the audio datasets, the multi-source prior and the audio commands (imports nothing heavy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pnpkit
+
+#: The project's own multi-source prior: ``WEIGHTS_DIR / {unet, scheduler}``.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "stems8k"
+
+
+def default_stems8k(device: str = "cpu", dtype: str = "float32") -> Any:
+    """The project's 4-stem (bass, drums, guitar, piano) 8 kHz diffusion prior.
+
+    Trained offline on the rendered chorales' train split; see ``weights/stems8k/MODEL_CARD.md``.
+
+    :param str device: set by the pipeline.
+    :param str dtype: set by the pipeline.
+    """
+    from .prior import AudioDiffusionPrior
+
+    return AudioDiffusionPrior.from_pretrained(WEIGHTS_DIR, device=device, dtype=dtype,
+                                               name="default-stems8k")
+
+
+def audio_diffusion(path: str, device: str = "cpu", dtype: str = "float32") -> Any:
+    """A multi-source audio diffusion prior from a folder holding ``unet/`` and ``scheduler/``.
+
+    :param str path: the folder ``pnpkit train-audio-prior --out`` wrote.
+    :param str device: set by the pipeline.
+    :param str dtype: set by the pipeline.
+    """
+    from .prior import AudioDiffusionPrior
+
+    return AudioDiffusionPrior.from_pretrained(path, device=device, dtype=dtype)
+
+
+@pnpkit.hookimpl
+def register_priors(register: Any) -> None:
+    """The project's multi-source music prior, and any checkpoint of the same kind."""
+    register("default-stems8k", default_stems8k, family="diffusion",
+             description="the project's 4-stem 8 kHz music DDPM (see weights/stems8k/MODEL_CARD.md)")
+    register("audio-diffusion", audio_diffusion, family="diffusion",
+             description="a 1-D UNet multi-source audio DDPM from a local folder (path = ...)")
+
+
+@pnpkit.hookimpl
+def register_datasets(register: Any) -> None:
+    """Rendered chorales: the shipped test excerpts, and the splits of a built dataset."""
+    from .dataset import chorales, chorales_excerpts
+
+    register("chorales-excerpts", chorales_excerpts,
+             description="4-stem test-split excerpts shipped with pnpkit-audio (8 kHz, 8.2 s)")
+    register("chorales", chorales,
+             description="4-stem pieces of a built dataset (root, split, seconds, limit)")
+
+
+@pnpkit.hookimpl
+def register_commands(cli: Any) -> None:
+    """``pnpkit build-audio-dataset`` and ``pnpkit train-audio-prior``."""
+    from . import render, train
+
+    parser = cli.command("build-audio-dataset", run=render.run,
+                         help="render music21's chorales to bass/drums/guitar/piano stems (offline)")
+    render.add_arguments(parser)
+    parser = cli.command("train-audio-prior", run=train.run,
+                         help="train the multi-source audio diffusion prior on a built dataset")
+    train.add_arguments(parser)

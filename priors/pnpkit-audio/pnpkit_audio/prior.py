@@ -1,0 +1,244 @@
+"""The multi-source music diffusion prior: one DDPM over the stems stacked as channels.
+
+As in MSDM (Mariani et al., "Multi-Source Diffusion Models for Simultaneous Music
+Generation and Separation", ICLR 2024), a single network models the joint distribution of
+the four stems (bass, drums, guitar, piano) of a piece, stacked as the channels of a (B, 4, L)
+signal in [-1, 1]; the mixture is their sum. The network is an
+:class:`~pnpkit_audio.network.AudioUNet1DModel` trained with epsilon prediction on the
+1000-step linear schedule of DDPM (betas from 1e-4 to 0.02), held by a diffusers
+``DDPMScheduler``, so every pnpkit solver uses it through
+:class:`pnpkit.priors.DiffusionPrior` unchanged (``eps``, Tweedie ``x0``, ``noise``, ``ddim``,
+``denoise``).
+
+A checkpoint is a folder with ``unet/`` (``config.json`` and
+``diffusion_pytorch_model.safetensors``) and ``scheduler/`` (``scheduler_config.json``), as
+:mod:`pnpkit_audio.train` writes it; it loads offline with
+:meth:`AudioDiffusionPrior.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pnpkit.priors import DiffusionPrior
+
+from . import STEMS
+from .network import AudioUNet1DModel
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+LAYOUT = ("a folder with unet/ (config.json and diffusion_pytorch_model.safetensors) and "
+          "scheduler/ (scheduler_config.json), as `pnpkit train-audio-prior` writes it")
+
+
+def build_scheduler() -> Any:
+    """The papers' schedule: a ``DDPMScheduler`` with 1000 linear betas from 1e-4 to 0.02 and
+    epsilon prediction.
+
+    :return: a ``diffusers.DDPMScheduler``.
+    """
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
+                         beta_end=0.02, prediction_type="epsilon", clip_sample=True)
+
+
+def torch_dtype(name: str | torch.dtype) -> torch.dtype:
+    """Turn ``"float32"``, ``"float16"``, ... (or a ``torch.dtype``) into a ``torch.dtype``.
+
+    :param str name: the dtype's name or a ``torch.dtype``.
+    :raises ValueError: for an unknown name.
+    """
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _listing(folder: Path) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    return ", ".join(names) if names else "nothing (the folder is empty)"
+
+
+class AudioDiffusionPrior(DiffusionPrior):
+    r"""A multi-source audio diffusion prior: (B, C, L) stems in [-1, 1], one DDPM over all of them.
+
+    The forward process is variance preserving,
+
+    .. math:: x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, z,
+              \qquad z \sim \mathcal N(0, I),
+
+    with :math:`\bar\alpha_t` from the scheduler (the DDPM linear schedule for the project's
+    checkpoints) and the network predicting :math:`\epsilon` from :math:`(x_t, t)` for all
+    stems at once, as in MSDM (Mariani et al., ICLR 2024). The signal's channels are the
+    stems in :data:`pnpkit_audio.STEMS` order; its length must be a multiple of the network's
+    total down-sampling factor (256 for the default network). Signals are moved to the
+    network's device and dtype and the output comes back in theirs, so a float16 network
+    serves float32 solvers.
+
+    Most users load a checkpoint with :meth:`from_pretrained`.
+
+    :param AudioUNet1DModel unet: the noise-prediction network.
+    :param scheduler: the diffusers scheduler it was trained with (``alphas_cumprod`` and
+        ``prediction_type`` are read from it).
+    :param str name: the prior's name in messages.
+    :param float clip: Tweedie estimates are clipped to ``[-clip, clip]`` where solvers ask.
+
+    |sep|
+
+    :Example:
+
+    >>> import torch
+    >>> from pnpkit_audio.network import AudioUNet1DModel
+    >>> from pnpkit_audio.prior import AudioDiffusionPrior, build_scheduler
+    >>> net = AudioUNet1DModel(channels=(8, 16, 16), down_factors=(4, 4))
+    >>> prior = AudioDiffusionPrior(net, build_scheduler(), name="tiny")
+    >>> prior.shape, prior.num_timesteps
+    ((4, None), 1000)
+    >>> prior.denoise(torch.zeros(1, 4, 64), 0.1).shape, prior.nfe
+    (torch.Size([1, 4, 64]), 1)
+    """
+
+    def __init__(self, unet: AudioUNet1DModel, scheduler: Any, name: str = "audio",
+                 clip: float | None = 1.0) -> None:
+        alphas = getattr(scheduler, "alphas_cumprod", None)
+        if alphas is None:
+            raise ValueError(f"scheduler {type(scheduler).__name__} has no alphas_cumprod: "
+                             f"prior {name!r} needs a variance-preserving scheduler such as "
+                             "DDPMScheduler")
+        prediction_type = scheduler.config.get("prediction_type", "epsilon")
+        super().__init__(torch.as_tensor(alphas), prediction_type, clip=clip)
+        self.unet = unet
+        self.scheduler = scheduler
+        self.name = name
+
+    # -- what it is -----------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """The (C, L) shape of its signals: the channel count, and ``None`` (any valid length)."""
+        return (int(self.unet.config.in_channels), None)
+
+    @property
+    def length_multiple(self) -> int:
+        """Signal lengths must be multiples of this (the network's total down-sampling factor)."""
+        return self.unet.total_factor
+
+    @property
+    def num_parameters(self) -> int:
+        """The number of parameters of the network."""
+        return sum(p.numel() for p in self.unet.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs."""
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the network's weights."""
+        return next(self.unet.parameters()).dtype
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, shape={self.shape}, "
+                f"parameters={self.num_parameters}, dtype={self.dtype}, device={self.device})")
+
+    # -- the network ------------------------------------------------------------------------------
+    def check(self, x: Tensor) -> None:
+        """Raise ``ValueError`` when ``x`` is not a batch of signals this prior models.
+
+        :param torch.Tensor x: signals, expected (B, C, L) with C the network's channels and L
+            a multiple of :attr:`length_multiple`.
+        """
+        channels, f = self.shape[0], self.length_multiple
+        stems = f" ({', '.join(STEMS)} stacked as channels)" if channels == len(STEMS) else ""
+        want = f"(B, {channels}, L){stems} with L a multiple of {f}"
+        got = tuple(int(s) for s in x.shape)
+        if x.dim() != 3 or got[1] != channels:
+            raise ValueError(f"prior {self.name!r} models {want}, but got signals of shape "
+                             f"{got}; give it {channels}-channel audio (e.g. [data] channels = "
+                             f"{channels})")
+        n = got[2]
+        if n == 0 or n % f:
+            up = (n // f + 1) * f
+            near = f"{n // f * f} or {up}" if n >= f else str(up)
+            raise ValueError(f"prior {self.name!r} models {want}, but got length {n}; pad or crop "
+                             f"the signal to a multiple of {f} (the nearest: {near})")
+
+    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """Raw network output (the predicted noise) for ``x_t`` at integer timesteps ``t``.
+
+        :param torch.Tensor x_t: noisy signals (B, C, L).
+        :param torch.Tensor t: integer timesteps, shape (B,).
+        :return: the prediction, shaped and typed like ``x_t``.
+        """
+        self.check(x_t)
+        device, dtype = self.device, self.dtype
+        out = self.unet(x_t.to(device=device, dtype=dtype), t.to(device), return_dict=False)[0]
+        return out.to(device=x_t.device, dtype=x_t.dtype)
+
+    # -- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu",
+                        dtype: str | torch.dtype = "float32", *, name: str | None = None,
+                        clip: float | None = 1.0) -> AudioDiffusionPrior:
+        """Load a checkpoint folder (``unet/`` + ``scheduler/``), offline.
+
+        :param str folder: the checkpoint folder.
+        :param str device: where the network runs.
+        :param str dtype: the network's dtype: ``"float32"`` (default), ``"float16"`` (on a
+            GPU), ``"bfloat16"`` or ``"float64"``; signals of any floating dtype are cast to it
+            and the outputs back.
+        :param str name: the prior's name in messages (default: the folder's name).
+        :param float clip: Tweedie estimates are clipped to ``[-clip, clip]`` where asked.
+        :raises FileNotFoundError: for a missing folder or missing files, naming what is there.
+        :raises ValueError: for a network of another class.
+        """
+        from diffusers import DDPMScheduler
+
+        root = Path(folder).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"audio prior folder {str(root)!r} does not exist; expected "
+                                    f"{LAYOUT}")
+        if not root.is_dir():
+            raise FileNotFoundError(f"{str(root)!r} is a file; give the checkpoint's folder, "
+                                    f"{LAYOUT}")
+        unet_dir, sched_dir = root / "unet", root / "scheduler"
+        for part in (unet_dir, sched_dir):
+            if not part.is_dir():
+                raise FileNotFoundError(f"{root} holds no {part.name}/ (found: {_listing(root)}); "
+                                        f"expected {LAYOUT}")
+        for needed in (unet_dir / "config.json", unet_dir / WEIGHTS,
+                       sched_dir / "scheduler_config.json"):
+            if not needed.is_file():
+                raise FileNotFoundError(f"{needed.parent} holds no {needed.name} (found: "
+                                        f"{_listing(needed.parent)}); expected {LAYOUT}")
+        config = AudioUNet1DModel.load_config(str(unet_dir), local_files_only=True)
+        if config.get("_class_name") != AudioUNet1DModel.__name__:
+            raise ValueError(f"{unet_dir / 'config.json'} describes a {config.get('_class_name')!r}"
+                             f"; this prior loads {AudioUNet1DModel.__name__} networks (diffusers' "
+                             "own UNets load with the `diffusers` prior of pnpkit-priors)")
+        unet = AudioUNet1DModel.from_pretrained(str(unet_dir), torch_dtype=torch_dtype(dtype),
+                                                local_files_only=True, low_cpu_mem_usage=False,
+                                                use_safetensors=True)
+        unet.requires_grad_(False)
+        unet = unet.to(device).eval()
+        scheduler = DDPMScheduler.from_pretrained(str(sched_dir), local_files_only=True)
+        return cls(unet, scheduler, name=name or root.resolve().name, clip=clip)
+
+
+def audio_prior(path: str, device: str = "cpu", dtype: str = "float32",
+                clip: float = 1.0) -> AudioDiffusionPrior:
+    """The multi-source audio diffusion prior of a checkpoint folder (a factory for plugins).
+
+    :param str path: the checkpoint folder (``unet/`` and ``scheduler/``).
+    :param str device: set by the pipeline.
+    :param str dtype: set by the pipeline (the network's dtype).
+    :param float clip: range of clipped Tweedie estimates.
+    """
+    return AudioDiffusionPrior.from_pretrained(path, device=device, dtype=dtype, clip=clip)
