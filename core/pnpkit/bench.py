@@ -46,7 +46,6 @@ import json
 import os
 import statistics
 import threading
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ from .config import ConfigError, _unknown
 from .data import load_items
 from .metrics import compute
 from .plugins import get_manager
+from .priors import torch_dtype
 
 SWEEP_KEYS = {"output", "metrics", "seeds", "reference", "device", "dtype", "data", "tasks",
               "priors", "solvers"}
@@ -201,7 +201,7 @@ class Sweep:
             self.output = Path(sweep["_base_dir"]) / self.output
         self.group = Distributed()
         self.device = torch.device(sweep["device"])
-        self.dtype = getattr(torch, sweep["dtype"])
+        self.dtype = torch_dtype(sweep["dtype"])
         self.manager = get_manager()
         self.items = load_items(dict(sweep["data"]), Path(sweep["_base_dir"]))
         self._priors: dict[str, Any] = {}

@@ -26,6 +26,7 @@ from .config import ConfigError, PipelineConfig, factory_defaults
 from .data import Item, is_image_like, load_items, save_signal
 from .metrics import compute
 from .plugins import check_settings, get_manager
+from .priors import torch_dtype
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -87,7 +88,7 @@ class Pipeline:
         self.device = torch.device(raw["device"])
         if self.device.type == "cuda" and self.group.world > 1:
             self.device = torch.device("cuda", self.group.local_rank)  # one GPU per rank
-        self.dtype = getattr(torch, raw["dtype"])
+        self.dtype = torch_dtype(raw["dtype"])
         manager = get_manager()
         self._op_component = manager.get("operator", raw["operator"]["name"])
         self._prior_component = manager.get("prior", raw["prior"]["name"])

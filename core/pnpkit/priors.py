@@ -48,6 +48,30 @@ class FunctionDenoiser(DenoiserPrior):
         return self.fn(x, sigma)
 
 
+#: The dtypes a configuration may name (``dtype = "float16"``).
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+
+
+def torch_dtype(name: str | torch.dtype | None, default: torch.dtype = torch.float32) -> torch.dtype:
+    """Turn ``"float32"``, ``"float16"``, ... (or a ``torch.dtype``) into a ``torch.dtype``.
+
+    :param str name: the dtype's name, a ``torch.dtype``, or ``None`` for ``default``.
+    :param torch.dtype default: returned when ``name`` is ``None``.
+    :raises ValueError: for an unknown name (the message lists the known ones).
+
+    >>> torch_dtype("float16")
+    torch.float16
+    """
+    if name is None:
+        return default
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
 def linear_alphas_cumprod(steps: int = 1000, beta_start: float = 1e-4,
                           beta_end: float = 0.02) -> Tensor:
     """``abar_t`` of the papers' linear beta schedule (float64)."""

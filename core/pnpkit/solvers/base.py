@@ -13,7 +13,7 @@ import dataclasses
 import json
 import time
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import torch

@@ -24,13 +24,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pnpkit.priors import DiffusionPrior
+from pnpkit.priors import DiffusionPrior, torch_dtype
 
 from . import STEMS
 from .network import AudioUNet1DModel
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-          "bfloat16": torch.bfloat16}
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 LAYOUT = ("a folder with unet/ (config.json and diffusion_pytorch_model.safetensors) and "
           "scheduler/ (scheduler_config.json), as `pnpkit train-audio-prior` writes it")
@@ -46,19 +44,6 @@ def build_scheduler() -> Any:
 
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
                          beta_end=0.02, prediction_type="epsilon", clip_sample=True)
-
-
-def torch_dtype(name: str | torch.dtype) -> torch.dtype:
-    """Turn ``"float32"``, ``"float16"``, ... (or a ``torch.dtype``) into a ``torch.dtype``.
-
-    :param str name: the dtype's name or a ``torch.dtype``.
-    :raises ValueError: for an unknown name.
-    """
-    if isinstance(name, torch.dtype):
-        return name
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
-    return DTYPES[name]
 
 
 def _listing(folder: Path) -> str:

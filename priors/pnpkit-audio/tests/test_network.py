@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -12,15 +11,6 @@ import torch
 from pnpkit_audio.network import DEFAULT_CONFIG, AudioUNet1DModel, AudioUNet1DOutput
 
 TINY = dict(channels=(8, 16, 16), down_factors=(4, 4))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, far faster than on a CPU other jobs share."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

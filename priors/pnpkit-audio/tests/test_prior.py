@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -16,15 +15,6 @@ from pnpkit_audio.network import AudioUNet1DModel
 from pnpkit_audio.prior import AudioDiffusionPrior, audio_prior, build_scheduler
 
 TINY = dict(channels=(8, 16, 16), down_factors=(4, 4))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, far faster than on a CPU other jobs share."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _tiny_net() -> AudioUNet1DModel:

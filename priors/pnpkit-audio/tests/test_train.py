@@ -8,7 +8,7 @@ import shutil
 import sys
 import types
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,15 +20,6 @@ from pnpkit_audio.prior import AudioDiffusionPrior
 
 TINY = dict(channels=(8, 16, 16), down_factors=(4, 4))
 LENGTH = 256
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, far faster than on a CPU other jobs share."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class FakeSampler:

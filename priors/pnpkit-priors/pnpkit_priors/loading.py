@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
+from pnpkit.priors import DTYPES, torch_dtype  # noqa: F401  (re-exported for the other modules)
+
 UNET_CLASSES = ("UNet2DModel", "UNet1DModel")
 VAE_CLASSES = ("AutoencoderKL", "VQModel")
 VAE_FOLDERS = ("vae", "vqvae")
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-          "bfloat16": torch.bfloat16}
 LAYOUTS = ("a diffusers pipeline folder (model_index.json with unet/ and scheduler/ subfolders), "
            "a folder with unet/ and scheduler/ subfolders, or a model folder (config.json and "
            "diffusion_pytorch_model.safetensors) with a scheduler_config.json next to it or "
@@ -48,21 +48,6 @@ class Checkpoint:
     unet: Path
     scheduler_config: dict[str, Any]
     vae: Path | None = None
-
-
-def torch_dtype(name: str | torch.dtype | None, default: torch.dtype = torch.float32) -> torch.dtype:
-    """Turn ``"float32"``, ``"float16"``, ... (or a ``torch.dtype``) into a ``torch.dtype``.
-
-    :param str name: the dtype's name, a ``torch.dtype``, or ``None`` for ``default``.
-    :param torch.dtype default: returned when ``name`` is ``None``.
-    """
-    if name is None:
-        return default
-    if isinstance(name, torch.dtype):
-        return name
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
-    return DTYPES[name]
 
 
 def _listing(folder: Path) -> str:
