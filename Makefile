@@ -29,8 +29,10 @@ demo: $(STAMP)
 	$(VENV)/bin/pnpkit run configs/demo-sr.toml --overwrite
 	@echo "Open runs/demo-*/items/*/figure.png to see the restorations."
 
+# Every package's tests/, and the examples in the docstrings (doctests) of every package.
 test: $(STAMP)
-	$(PY) -m pytest -q tests $(foreach p,$(PACKAGES),$(dir $(p))tests)
+	$(PY) -m pytest -q --doctest-modules tests $(foreach p,$(PACKAGES),$(dir $(p))tests) \
+		core/pnpkit $(foreach p,$(PACKAGES),$(wildcard $(dir $(p))pnpkit_*))
 
 bench: $(STAMP)
 	$(PY) benchmarks/plugins_listing.py
