@@ -144,3 +144,42 @@ def test_peak_memory_follows_live_tensors_on_cpu():
             del blocks
         seen.append(mem.peak_mb)
     assert 90 < seen[0] < 130 and 15 < seen[1] < 40 and 90 < seen[2] < 130, seen
+
+
+AUDIO_SWEEP = """
+output = "asweep"
+metrics = ["si_snri_msdm", "mse"]
+seeds = [0]
+
+[data]
+dataset = "toy-audio"
+count = 2
+
+[[tasks]]
+name = "mask"
+operator = "toy-mask"
+
+[[priors]]
+name = "toy-gauss"
+
+[[solvers]]
+label = "pgd"
+name = "pgd"
+settings = { iterations = 3 }
+
+[[solvers]]
+label = "pinv"
+name = "pinv"
+"""
+
+
+def test_audio_sweep_gets_the_sample_rate_and_a_column_per_stem(toy_site, tmp_path):
+    path = tmp_path / "audio.toml"
+    path.write_text(AUDIO_SWEEP)
+    rows = bench.run(path, progress=False)
+    assert len(rows) == 2 * 2 and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        stems = [float(r["si_snri_msdm/0"]), float(r["si_snri_msdm/1"])]
+        assert float(r["si_snri_msdm"]) == pytest.approx(sum(stems) / 2, abs=1e-3)
+    summary = (tmp_path / "asweep" / "summary.md").read_text()
+    assert "si_snri_msdm/0" in summary and "si_snri_msdm/1" in summary
