@@ -72,9 +72,9 @@ class SegmentSampler:
     def __init__(self, root: str | Path, split: str = "train", length: int = 16384) -> None:
         self.length = int(length)
         self.pieces: list[np.ndarray] = []
-        self.rate = 0
+        self.sample_rate = 0
         for path in split_files(root, split):
-            stems, self.rate = load_stems(path)
+            stems, self.sample_rate = load_stems(path)
             if stems.shape[1] >= self.length:
                 self.pieces.append(np.round(stems * 32767).astype(np.int16))
         if not self.pieces:
@@ -85,7 +85,7 @@ class SegmentSampler:
     @property
     def seconds(self) -> float:
         """Total duration of the split's pieces."""
-        return sum(p.shape[1] for p in self.pieces) / self.rate
+        return sum(p.shape[1] for p in self.pieces) / self.sample_rate
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """(batch_size, 4, length) float32 segments in [-1, 1]."""

@@ -12,7 +12,7 @@ same thing in miniature, offline:
   the programs within each class, the drum pattern and the velocities, all drawn from a
   seeded generator, so a build is reproducible;
 - the audio: FluidSynth (through pyfluidsynth) with the General MIDI soundfont of Debian's
-  ``fluid-soundfont-gm`` at 16 kHz, reverb and chorus off (dry stems), mono, resampled by
+  ``fluid-soundfont-gm`` at 16 kHz, FluidSynth's default reverb and chorus, mono, resampled by
   torchaudio to the dataset's rate, one gain per piece so the mixture peaks at 0.9;
 - the split: by piece (test / validation / train), so no piece is in two splits.
 
@@ -38,6 +38,7 @@ from . import STEMS
 #: Where Debian's ``fluid-soundfont-gm`` puts the General MIDI soundfont.
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 RENDER_RATE = 16000
+FLUSH_SECONDS = 3  # silence rendered and discarded between stems: longer than any effect tail
 SPLITS = ("train", "validation", "test")
 
 # General MIDI programs (0-based) per class, and drum kits (bank 128) on channel 10.
@@ -197,19 +198,16 @@ def drum_events(bars: list[tuple[float, float]], end: float, rng: np.random.Gene
 
 
 class StemRenderer:
-    """One FluidSynth instance (dry: reverb and chorus off) rendering one channel at a time."""
+    """One FluidSynth instance (default reverb and chorus) rendering one stem at a time."""
 
     def __init__(self, soundfont: Path = SOUNDFONT, rate: int = RENDER_RATE) -> None:
         check_renderer(soundfont)
         import fluidsynth
 
         self.rate = int(rate)
+        # FluidSynth's default reverb and chorus stay on, as a rendered mix would have them.
         self.synth = fluidsynth.Synth(samplerate=float(rate), gain=0.5)
-        for key, value in (("synth.reverb.active", 0), ("synth.chorus.active", 0)):
-            try:
-                self.synth.setting(key, value)
-            except Exception:  # older FluidSynth: the setting is spelt differently; keep defaults
-                pass
+        self.clock = 0  # samples rendered so far
         self.sfid = self.synth.sfload(str(soundfont))
         if self.sfid < 0:
             raise RendererMissing(f"FluidSynth could not load the soundfont {soundfont}")
@@ -218,7 +216,7 @@ class StemRenderer:
                program: int, drums: bool, total: int) -> np.ndarray:
         """Render (onset, duration, key, velocity) events to ``total`` mono samples in [-1, 1]."""
         s = self.synth
-        s.system_reset()
+        self.silence()
         channel = DRUM_CHANNEL if drums else 0
         s.program_select(channel, self.sfid, 128 if drums else 0, int(program))
         timeline: list[tuple[int, int, int, int]] = []  # (sample, order, key, velocity); off first
@@ -247,7 +245,23 @@ class StemRenderer:
         audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         return audio[:total]
 
+    def silence(self) -> None:
+        """Cut every voice still sounding, reset the synth and let the effects' tails die out.
+
+        Without it the tail of one stem (its last notes' release, its reverb) would leak into
+        the next stem, and a piece's audio would depend on what was rendered before it.
+        """
+        for channel in range(16):
+            self.synth.all_sounds_off(channel)
+        self.synth.system_reset()
+        # Let the cut voices and the reverb and chorus tails die out (discarded), and end on
+        # FluidSynth's 64-sample block grid: events are applied at block boundaries, so each
+        # stem must start on one for a piece to render the same whatever came before it.
+        n = FLUSH_SECONDS * self.rate
+        self._samples(n + (-(self.clock + n)) % 64)
+
     def _samples(self, n: int) -> np.ndarray:
+        self.clock += n
         stereo = np.asarray(self.synth.get_samples(n), dtype=np.float32).reshape(-1, 2)
         return stereo.mean(axis=1) / 32768.0
 
@@ -340,7 +354,7 @@ def build_dataset(out: str | Path, *, sample_rate: int = 8000, seed: int = 0,
             raise ValueError(f"{out} holds a dataset built with other settings "
                              f"({old.get('settings')}); choose another --out or delete it")
         manifest = old
-    renderer = StemRenderer(soundfont)
+    check_renderer(soundfont)
     todo = sources if sources is not None else chorale_sources()
     if limit is not None:
         todo = todo[:limit]
@@ -352,7 +366,8 @@ def build_dataset(out: str | Path, *, sample_rate: int = 8000, seed: int = 0,
         split = split_of(source, seed, test_fraction, validation_fraction)
         # Each piece draws from its own stream: the choices do not depend on what else is built.
         rng = np.random.default_rng([seed, int(hashlib.sha256(source.encode()).hexdigest()[:8], 16)])
-        rendered = render_piece(source, renderer, rng, split, sample_rate)
+        # A fresh synth per piece: its audio does not depend on what was rendered before it.
+        rendered = render_piece(source, StemRenderer(soundfont), rng, split, sample_rate)
         if rendered is None:
             manifest["skipped"][source] = "not four voices (soprano, alto, tenor, bass)"
         else:

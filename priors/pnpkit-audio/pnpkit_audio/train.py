@@ -434,6 +434,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the dataset split the model card is evaluated on")
 
 
+def describe_data(root: str | Path, split: str, segments: int, length: int) -> dict[str, Any]:
+    """The model card's data section: what the dataset is, its splits and the evaluation segments."""
+    from . import STEMS
+    from .dataset import read_manifest
+
+    manifest = read_manifest(root)
+    settings = manifest["settings"]
+    return {
+        "source": "music21's Bach chorales rendered to stems with FluidSynth and the General "
+                  "MIDI soundfont (`pnpkit build-audio-dataset`)",
+        "stems": ", ".join(STEMS), "sample_rate": settings["sample_rate"],
+        "split rule": "by piece (test / validation / train), seed "
+                      f"{settings['seed']}: no piece is in two splits",
+        "pieces per split": manifest.get("counts"), "hours per split": manifest.get("hours"),
+        "evaluation": f"{segments} fixed segments of {length} samples from the {split} split",
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` say, then evaluate the checkpoint and write its model card.
 
@@ -457,11 +475,7 @@ def run(args: argparse.Namespace) -> int:
     # A fixed set of held-out segments, whatever the training seed.
     segments = torch.from_numpy(np.asarray(
         val.sample(args.card_segments, np.random.default_rng([0xCA2D, 0])), dtype=np.float32))
-    info: dict[str, Any] = {"root": str(args.data), "split": args.card_split,
-                            "segments": args.card_segments, "length": args.length,
-                            "stems": ", ".join(STEMS)}
-    if getattr(val, "sample_rate", None):
-        info["sample_rate"] = val.sample_rate
+    info = describe_data(args.data, args.card_split, args.card_segments, args.length)
     prior = AudioDiffusionPrior.from_pretrained(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)

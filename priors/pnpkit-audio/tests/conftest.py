@@ -7,6 +7,9 @@ from typing import Iterator
 import pytest
 import torch
 
+#: Two chorales, rendered for real by the fixture below.
+PIECES = ["bach/bwv10.7", "bach/bwv1.6"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread() -> Iterator[None]:
@@ -15,3 +18,15 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    """A dataset of two real rendered chorales: one in the train split, one in the test split."""
+    from pnpkit_audio.render import build_dataset
+
+    root = tmp_path_factory.mktemp("chorales")
+    # Split fractions chosen so the two pieces land in different splits (test_render checks it).
+    manifest = build_dataset(root, sources=PIECES, test_fraction=0.5, validation_fraction=0.0,
+                             progress=False)
+    return root, manifest

@@ -12,21 +12,10 @@ from pnpkit_audio.dataset import (SegmentSampler, chorales, chorales_excerpts, l
                                   read_manifest, split_files)
 from pnpkit_audio.render import build_dataset, drum_events, split_of, KICK, SNARE
 
-PIECES = ["bach/bwv10.7", "bach/bwv1.6"]
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("chorales")
-    # Split fractions chosen so the two pieces land in different splits (checked below).
-    manifest = build_dataset(root, sources=PIECES, test_fraction=0.5, validation_fraction=0.0,
-                             progress=False)
-    return root, manifest
-
-
 def test_build_writes_four_stem_flac_per_piece_with_its_choices(built):
     root, manifest = built
     assert len(manifest["pieces"]) == 2
+    assert sorted(p["split"] for p in manifest["pieces"].values()) == ["test", "train"]
     for piece in manifest["pieces"].values():
         stems, rate = load_stems(root / piece["file"])
         assert rate == 8000 and stems.shape == (4, piece["samples"])
@@ -59,6 +48,7 @@ def test_stems_hold_what_their_class_plays(built):
 
 def test_build_is_reproducible_and_resumes_without_rendering_again(built, tmp_path):
     root, manifest = built
+    PIECES = sorted(p["source"] for p in manifest["pieces"].values())
     other = tmp_path / "again"
     build_dataset(other, sources=PIECES[:1], test_fraction=0.5, validation_fraction=0.0,
                   progress=False)
@@ -76,7 +66,7 @@ def test_build_is_reproducible_and_resumes_without_rendering_again(built, tmp_pa
 def test_other_settings_in_the_same_folder_are_refused(built):
     root, _ = built
     with pytest.raises(ValueError, match="built with other settings"):
-        build_dataset(root, sources=PIECES, sample_rate=16000, progress=False)
+        build_dataset(root, sample_rate=16000, progress=False)
 
 
 def test_split_is_by_piece_and_deterministic():
@@ -133,3 +123,13 @@ def test_built_pieces_and_shipped_excerpts_are_pipeline_items(built):
     info = json.loads((shipped and __import__("pnpkit_audio.dataset", fromlist=["x"]).EXCERPTS_DIR
                        / "excerpts.json").read_text())
     assert {p["split"] for p in info["pieces"].values()} == {"test"}
+
+
+def test_no_tail_leaks_from_one_stem_into_the_next():
+    from pnpkit_audio.render import StemRenderer
+
+    r = StemRenderer()
+    loud = r.render([(0.0, 4.0, 60, 120), (0.0, 4.0, 64, 120)], 0.5, 0, False, r.rate * 2)
+    assert np.abs(loud).max() > 0.05  # the notes still ring at the end (cut, not released)
+    quiet = r.render([], 0.5, 0, False, r.rate)  # the next stem has no notes: pure silence
+    assert np.abs(quiet).max() < 1e-4

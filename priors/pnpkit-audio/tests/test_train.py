@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -170,19 +168,17 @@ def test_evaluate_denoising_and_model_card(run3: tuple[Path, dict[str, Any]]) ->
     assert "- source: synthetic stems" in text and "optimiser steps of 2 segments" in text
 
 
-def test_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                      capsys: pytest.CaptureFixture[str]) -> None:
-    """``python -m pnpkit_audio.train`` with the default network, on a stand-in dataset module."""
-    fake = types.ModuleType("pnpkit_audio.dataset")
-    fake.SegmentSampler = FakeSampler  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pnpkit_audio.dataset", fake)
+def test_command_line(built: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m pnpkit_audio.train`` with the default network, on two real rendered chorales."""
+    root, _ = built
     out = tmp_path / "cli"
-    argv = ["--data", str(tmp_path), "--out", str(out), "--steps", "2", "--batch-size", "2",
-            "--length", "256", "--threads", "1", "--card-segments", "2"]
+    argv = ["--data", str(root), "--out", str(out), "--steps", "2", "--batch-size", "2",
+            "--length", "256", "--threads", "1", "--card-segments", "2", "--card-split", "test"]
     assert training.main(argv) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["training"]["steps"] == 2 and card["model"]["parameters"] > 1.8e6
-    assert card["data"]["split"] == "validation" and card["data"]["sample_rate"] == 8000
+    assert card["data"]["sample_rate"] == 8000 and card["data"]["pieces per split"]["train"] == 1
+    assert card["data"]["evaluation"] == "2 fixed segments of 256 samples from the test split"
     assert [r["sigma"] for r in card["evaluation"]["rows"]] == list(training.NOISE_LEVELS)
     printed = capsys.readouterr().out
     assert "trained 2 steps" in printed and "wrote" in printed
