@@ -109,7 +109,6 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
             "loss_first_100": _mean(losses[:100]), "loss_last_100": _mean(losses[-100:]),
             "objective": "MSE between the predicted and the true noise (epsilon prediction)",
             "weights": "exponential moving average of the trained weights",
-            "init_from": state.get("init_from"), "adapted": state.get("adapted", []),
         }
     card = {
         "name": f"default-{preset}",
@@ -190,9 +189,6 @@ def render_markdown(card: dict[str, Any]) -> str:
             f"- {train['steps']} optimiser steps of {train['batch_size']} patches, learning rate "
             f"{train['lr']}, seed {train['seed']}, {_minutes(train['seconds'])} of training",
             f"- objective: {train['objective']}; saved: {train['weights']}",
-            *([f"- warm-started from `{Path(train['init_from']).name}` "
-               f"({', '.join(train['adapted']) or 'same shapes'} adapted to the channel count); "
-               "the steps above are the fine-tuning only"] if train.get("init_from") else []),
             f"- loss: {train['loss_first_100']} (mean of the first 100 steps) -> "
             f"{train['loss_last_100']} (mean of the last 100 steps)",
         ]

@@ -44,61 +44,10 @@ def build_scheduler():
                          beta_end=0.02, prediction_type="epsilon", clip_sample=True)
 
 
-def warm_start(unet: Any, source: Path) -> list[str]:
-    """Copy a trained checkpoint's weights into ``unet``, adapting the channel count.
-
-    Every tensor of the same shape is copied. Where only the signal's channel count differs
-    (``conv_in`` and ``conv_out`` of a grey checkpoint warm-starting a colour network), the
-    input filters are spread evenly over the new channels (the network first sees their
-    mean) and the output filters are repeated (every channel starts from the same
-    prediction). Training then learns what differs. Returns the names of the adapted tensors.
-
-    :param unet: the network to initialise (a ``UNet2DModel``).
-    :param pathlib.Path source: a checkpoint folder holding ``unet/`` (or the model folder itself).
-    :raises ValueError: when a tensor differs in more than the channel count.
-    """
-    import torch
-    from diffusers import UNet2DModel
-
-    folder = Path(source)
-    folder = folder / "unet" if (folder / "unet").is_dir() else folder
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"--init-from {source}: no unet/config.json there; give a folder "
-                                "written by `pnpkit train-prior` (or a packaged prior's weights)")
-    src = UNet2DModel.from_pretrained(folder).state_dict()
-    adapted = []
-    with torch.no_grad():
-        target = unet.state_dict()
-        for name, value in target.items():
-            w = src.get(name)
-            if w is None:
-                raise ValueError(f"--init-from {source}: the checkpoint has no tensor {name!r}; "
-                                 "it must have the same architecture")
-            if w.shape == value.shape:
-                value.copy_(w)
-            elif name == "conv_in.weight" and w.shape[1] == 1 and w.shape[0] == value.shape[0] \
-                    and w.shape[2:] == value.shape[2:]:
-                value.copy_(w.expand_as(value) / value.shape[1])
-                adapted.append(name)
-            elif name.startswith("conv_out.") and w.shape[0] == 1 and w.shape[1:] == value.shape[1:]:
-                value.copy_(w.expand_as(value))
-                adapted.append(name)
-            else:
-                raise ValueError(f"--init-from {source}: {name} has shape {tuple(w.shape)}, the "
-                                 f"network needs {tuple(value.shape)}; only a 1-channel checkpoint "
-                                 "can seed a network with more channels")
-    return adapted
-
-
 def train(preset: str, out: Path, steps: int, batch_size: int = 32, lr: float = 5e-4,
           seed: int = 0, save_every: int = 250, max_minutes: float | None = None,
-          resume: bool = False, threads: int | None = None,
-          init_from: Path | None = None) -> dict[str, Any]:
-    """Train ``preset`` for ``steps`` optimiser steps and save it under ``out``.
-
-    ``init_from`` warm-starts the network from a trained checkpoint (see :func:`warm_start`),
-    e.g. the colour prior from the grey one.
-    """
+          resume: bool = False, threads: int | None = None) -> dict[str, Any]:
+    """Train ``preset`` for ``steps`` optimiser steps and save it under ``out``."""
     import numpy as np
     import torch
     from diffusers.training_utils import EMAModel
@@ -117,13 +66,10 @@ def train(preset: str, out: Path, steps: int, batch_size: int = 32, lr: float = 
     unet = build_unet(cfg["channels"], cfg["size"], cfg["block_out_channels"],
                       cfg["layers_per_block"])
     scheduler = build_scheduler()
-    adapted = warm_start(unet, Path(init_from)) if init_from is not None and not resume else []
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     ema = EMAModel(unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
     state = {"preset": preset, "seed": seed, "batch_size": batch_size, "lr": lr, "step": 0,
-             "seconds": 0.0, "losses": [],
-             "init_from": str(init_from) if init_from is not None else None,
-             "adapted": adapted}
+             "seconds": 0.0, "losses": []}
     ckpt = out / "training_state.pt"
     if resume and ckpt.exists():
         saved = torch.load(ckpt, weights_only=True)
@@ -198,14 +144,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop early after this long (the checkpoint records the steps)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--init-from", type=Path, default=None,
-                        help="warm-start from a trained checkpoint folder (e.g. the grey prior's "
-                             "weights for the colour one)")
 
 
 def run(args: argparse.Namespace) -> int:
     state = train(args.preset, args.out, args.steps, args.batch_size, args.lr, args.seed,
-                  args.save_every, args.max_minutes, args.resume, args.threads, args.init_from)
+                  args.save_every, args.max_minutes, args.resume, args.threads)
     print(f"trained {state['step']} steps in {state['seconds'] / 60:.1f} min -> {args.out}")
     return 0
 

@@ -63,35 +63,3 @@ def test_splits_never_overlap() -> None:
     val = datasets.heldout_patches("validation", 32, 1, 8)
     test = datasets.heldout_patches("test", 32, 1, 8)
     assert not any((v == t).all() for v in val for t in test)
-
-
-def test_warm_start_from_a_grey_checkpoint_seeds_a_colour_network(trained: Path) -> None:
-    grey = DiffusersPrior.from_pretrained(trained)
-    cfg = train.PRESETS["rgb32"]
-    unet = train.build_unet(cfg["channels"], cfg["size"], cfg["block_out_channels"],
-                            cfg["layers_per_block"])
-    adapted = train.warm_start(unet, trained)
-    assert adapted == ["conv_in.weight", "conv_out.weight", "conv_out.bias"]
-    # a colour image whose channels are equal is the grey image: the same noise prediction
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 1, 32, 32, generator=g)
-    t = torch.tensor([10, 500])
-    with torch.no_grad():
-        want = grey.unet(x, t).sample
-        got = unet(x.expand(2, 3, 32, 32), t).sample
-    torch.testing.assert_close(got, want.expand_as(got), rtol=1e-4, atol=1e-5)
-
-
-def test_warm_start_refuses_another_architecture(tmp_path: Path, trained: Path) -> None:
-    unet = train.build_unet(1, 32, (16, 32, 32), 1)
-    with pytest.raises(ValueError, match="only a 1-channel checkpoint"):
-        train.warm_start(unet, trained)
-    with pytest.raises(FileNotFoundError, match="no unet/config.json"):
-        train.warm_start(unet, tmp_path)
-
-
-def test_a_warm_started_run_records_its_seed_checkpoint(tmp_path: Path, trained: Path) -> None:
-    state = train.train("rgb32", tmp_path / "rgb", steps=1, batch_size=2, init_from=trained)
-    assert state["init_from"] == str(trained) and "conv_in.weight" in state["adapted"]
-    saved = json.loads((tmp_path / "rgb" / "training_state.json").read_text())
-    assert saved["init_from"] == str(trained)
