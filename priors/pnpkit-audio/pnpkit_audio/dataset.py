@@ -114,7 +114,7 @@ def items_from_files(files: list[Path], seconds: float | None, limit: int | None
     items = []
     for path in files[:limit] if limit is not None else files:
         stems, rate = load_stems(path)
-        if seconds is not None:
+        if seconds:  # None or 0 (what a TOML file can say): the whole piece
             stems = excerpt(stems, rate, seconds)
         items.append(Item(path.stem, torch.from_numpy(np.ascontiguousarray(stems)), "audio", rate,
                           channel_names=list(STEMS)))
@@ -128,7 +128,7 @@ def chorales(root: str | None = None, split: str = "test", seconds: float | None
     :param str root: the dataset folder (default ``$PNPKIT_AUDIO_DATA`` or ``data/chorales-8k``).
     :param str split: ``test`` (default), ``validation`` or ``train``.
     :param float seconds: cut each piece to this long an excerpt from its first note
-        (None: whole pieces).
+        (None or 0: whole pieces).
     :param int limit: at most this many pieces.
     """
     return items_from_files(split_files(root or DEFAULT_ROOT, split), seconds, limit)

@@ -115,6 +115,9 @@ def test_built_pieces_and_shipped_excerpts_are_pipeline_items(built):
     assert len(items) == 1 and items[0].signal.shape == (4, 16384)
     assert items[0].kind == "audio" and items[0].sample_rate == 8000
     assert items[0].channel_names == list(STEMS)
+    whole = chorales(str(built[0]), split="test", seconds=0)  # 0: whole pieces, as in TOML
+    test_piece = next(p for p in built[1]["pieces"].values() if p["split"] == "test")
+    assert whole[0].signal.shape == (4, test_piece["samples"])
     shipped = chorales_excerpts()
     assert len(shipped) == 4
     for item in shipped:
