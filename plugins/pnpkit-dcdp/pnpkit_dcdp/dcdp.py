@@ -140,7 +140,9 @@ class DCDP(HalfQuadraticSplitting):
 
     # -- the two boxes of the algorithm ------------------------------------------------------------
     def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:
-        self._schedule = self.strengths()
+        # The papers write T0 = 1000 for a 1000-step schedule whose last index is 999.
+        last = int(getattr(ctx.prior, "num_timesteps", 1000)) - 1
+        self._schedule = [min(t, last) for t in self.strengths()]
         if self.latent != "none":
             with torch.no_grad():
                 z = ctx.prior.encode(x)

@@ -123,6 +123,18 @@ def test_nonlinear_operator_through_autograd():
     assert [h for h in res.history if h["stage"] == "data"][-1]["residual"] < 0.05
 
 
+def test_the_papers_t0_of_1000_runs_at_the_last_timestep():
+    # The phase-retrieval preset starts at T0 = 1000, as the paper writes it, on a schedule
+    # whose last index is 999: the first purification runs at 999, the rest as scheduled.
+    op, x, y = _inpainting()
+    solver = DCDP(iterations=3, tau=5, lr=10.0, t_start=1000, t_end=20, purification="tweedie")
+    assert solver.strengths()[0] == 1000
+    prior = GaussianDiffusionPrior()
+    assert prior.num_timesteps == 1000
+    res = solver.solve(y, op, prior, generator=torch.Generator().manual_seed(0))
+    assert solver._schedule == [999, 510, 20] and res.nfe == 3
+
+
 class FakeConsistency(GaussianDiffusionPrior):
     """A consistency 'model' that is the Gaussian posterior mean in VE form."""
 
