@@ -66,6 +66,34 @@ def mse(x: Tensor, ref: Tensor) -> Tensor:
     return (x.detach() - ref).flatten(1).pow(2).mean(1)
 
 
+def phase_retrieval_twin(x: Tensor, ref: Tensor) -> Tensor:
+    """``x`` up to the trivial ambiguities of Fourier phase retrieval, aligned to ``ref``.
+
+    ``|F(P x)|`` (the operator ``phase-retrieval``, centred zero padding) is the same for
+    ``x``, ``-x`` and their rotations by 180 degrees over the spatial axes (the conjugate
+    reflection), so no method can tell them apart from the measurement. Per item, the one of
+    the four closest to ``ref`` (least squared error) is returned.
+    """
+    _check(x, ref)
+    x = x.detach()
+    spatial = tuple(range(2, x.dim()))
+    flipped = torch.flip(x, dims=spatial)
+    candidates = torch.stack([x, -x, flipped, -flipped])              # (4, B, ...)
+    err = (candidates - ref).flatten(2).pow(2).mean(2)                 # (4, B)
+    best = err.argmin(0)
+    return candidates[best, torch.arange(x.shape[0])]
+
+
+def psnr_pr(x: Tensor, ref: Tensor) -> Tensor:
+    """PSNR up to phase retrieval's trivial ambiguities (:func:`phase_retrieval_twin`), per item."""
+    return psnr(phase_retrieval_twin(x, ref), ref)
+
+
+def ssim_pr(x: Tensor, ref: Tensor) -> Tensor:
+    """SSIM of the :func:`phase_retrieval_twin` of ``x`` (the one :func:`psnr_pr` scores), per item."""
+    return ssim(phase_retrieval_twin(x, ref), ref)
+
+
 #: MSDM's silence threshold on ``||s||_2 / n`` over a window of ``n`` samples.
 MSDM_SILENCE = 1.5e-5
 
@@ -143,7 +171,7 @@ def si_snri_msdm(x: Tensor, ref: Tensor, sample_rate: int) -> Tensor:
 #: those with a ``sample_rate`` parameter get the item's sample rate.
 METRICS: dict[str, Callable[..., Tensor]] = {
     "psnr": psnr, "ssim": ssim, "si_snr": si_snr, "si_snri": si_snri, "mse": mse,
-    "si_snri_msdm": si_snri_msdm,
+    "si_snri_msdm": si_snri_msdm, "psnr_pr": psnr_pr, "ssim_pr": ssim_pr,
 }
 
 
