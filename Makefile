@@ -27,6 +27,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/pnpkit run configs/demo-inpainting.toml --overwrite
 	$(VENV)/bin/pnpkit run configs/demo-sr.toml --overwrite
+	$(VENV)/bin/pnpkit run configs/demo-rgb.toml --overwrite
 	$(VENV)/bin/pnpkit run configs/separation-dirac.toml --overwrite
 	@echo "Open runs/demo-*/items/*/figure.png to see the restorations, and"
 	@echo "runs/separation-dirac/items/*/ for the separated stems (WAV) and their spectrograms."

@@ -1,0 +1,49 @@
+"""The image demos `make demo` runs: each shipped config restores held-out patches with the
+packaged default prior, clearly better than the measurement's pseudo-inverse."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from pnpkit import config as cfgmod
+from pnpkit import pipeline
+from pnpkit.plugins import reset_manager
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMOS = sorted(p.name for p in (ROOT / "configs").glob("demo-*.toml"))
+
+
+@pytest.fixture(autouse=True)
+def _all_plugins(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("PNPKIT_LOAD_PLUGINS", raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    reset_manager()
+    yield
+    torch.set_num_threads(threads)
+    reset_manager()
+
+
+def test_the_demos_are_there():
+    assert {"demo-inpainting.toml", "demo-sr.toml"} <= set(DEMOS)
+
+
+@pytest.mark.parametrize("config", DEMOS)
+def test_demo_beats_the_pseudo_inverse(tmp_path: Path, config: str) -> None:
+    cfg = cfgmod.load(ROOT / "configs" / config, ["data.count=1"])
+    summary = pipeline.run(cfg, output=tmp_path / "out", progress=False)
+    assert summary["items"] == 1
+    gains = []
+    for item in sorted((tmp_path / "out" / "items").iterdir()):
+        record = json.loads((item / "metrics.json").read_text())
+        assert record["status"] == "done"
+        gains.append(record["metrics"]["psnr"] - record["pseudo_inverse_metrics"]["psnr"])
+        assert (item / "figure.png").stat().st_size > 10_000
+    # the default prior helps: at least 2 dB over A^+ y on the first held-out patch (measured:
+    # +10.7 dB box inpainting, +5.3 dB grey SR x4, +4.9 dB colour SR x4)
+    assert statistics.fmean(gains) > 2.0, gains
