@@ -6,7 +6,8 @@ Reads the sweep's ``rows.csv`` (every item, as ``pnpkit bench`` wrote it) and wr
 ``headline.md`` beside it, which the READMEs quote:
 
 1. the mean of ``metric`` per solver and task (columns ``task`` and ``task+n`` for the noiseless
-   and the noisy measurement), and its mean over every column;
+   and the noisy measurement), its mean over every column, and the solver's mean rank over
+   the columns (1 = best; a near-trivial task with PSNRs over 100 dB cannot swamp it);
 2. per solver, over all its items: NFE, wall time and peak memory per image, and the ratios of
    wall time and peak memory to the reference solver's on the same items (mean over the
    task / noise groups of the ratio of the group means, so that every group counts once).
@@ -44,13 +45,22 @@ def headline(rows: list[dict[str, str]], reference: str, metric: str) -> str:
     lines = [f"Mean {metric.upper()} per task"
              + (f" (`+n`: sigma_y = {', '.join(noisy)})" if noisy else "")
              + f"; n = {max((len(v) for v in cell.values()), default=0)} items per cell.", "",
-             "| solver | " + " | ".join(label[g] for g in groups) + " | mean |",
-             "|---|" + "---:|" * (len(groups) + 1)]
+             "| solver | " + " | ".join(label[g] for g in groups) + " | mean | mean rank |",
+             "|---|" + "---:|" * (len(groups) + 2)]
+    table = {s: [avg(s, g, metric) for g in groups] for s in solvers}
+    ranks: dict[str, list[int]] = {s: [] for s in solvers}
+    for j in range(len(groups)):
+        present = sorted((v[j], s) for s, v in table.items() if v[j] == v[j])
+        for r, (_, s) in enumerate(reversed(present), start=1):   # 1 = highest
+            ranks[s].append(r)
     for s in solvers:
-        values = [avg(s, g, metric) for g in groups]
+        values = table[s]
         done = [v for v in values if v == v]
         mean = _mean(done) if len(done) == len(values) else float("nan")
-        lines.append(f"| {s} | " + " | ".join(_fmt(v) for v in values) + f" | {_fmt(mean)} |")
+        rank = (f"{_mean(ranks[s]):.1f}" + ("" if len(ranks[s]) == len(groups)
+                                            else f" ({len(ranks[s])} of {len(groups)})")
+                if ranks[s] else "-")
+        lines.append(f"| {s} | " + " | ".join(_fmt(v) for v in values) + f" | {_fmt(mean)} | {rank} |")
     lines += ["", f"Cost per image, and ratios to `{reference}` on the same task groups.", "",
               "| solver | NFE | wall time (s) | peak memory (MB) "
               f"| time / {reference} | memory / {reference} |",

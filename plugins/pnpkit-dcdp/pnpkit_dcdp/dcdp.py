@@ -162,7 +162,8 @@ class DCDP(HalfQuadraticSplitting):
         with torch.enable_grad():
             for _ in range(int(self.tau)):
                 signal = decode(v) if decode is not None else v
-                loss = (ctx.y - ctx.operator.A(signal)).abs().pow(2).mean()
+                r = ctx.y - ctx.operator.A(signal)
+                loss = (r.abs() if r.is_complex() else r).pow(2).mean()
                 if target is not None and float(loss.detach()) <= target:
                     break
                 opt.zero_grad(set_to_none=True)
