@@ -427,6 +427,16 @@ def summary_table(rows: list[dict[str, str]], metrics: list[str], reference: str
     return "\n".join(lines) + "\n"
 
 
+def _panels(plt: Any, n: int, columns: int = 4) -> tuple[Any, Any]:
+    """A figure of ``n`` panels, at most ``columns`` a row; unused panels are hidden."""
+    cols = max(1, min(columns, n))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def write_reports(out: Path, rows: list[dict[str, str]], sweep: dict[str, Any], items: list[Any]) -> None:
     """summary.md, quality_vs_time.png, convergence.png, grids and report.html."""
     import matplotlib
@@ -440,13 +450,18 @@ def write_reports(out: Path, rows: list[dict[str, str]], sweep: dict[str, Any], 
                                     "times in seconds on this machine.\n" + table)
     groups = list(_groups(rows).items())
     primary = metrics[0]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False)
-    for ax, ((task, noise, prior), by_solver) in zip(axes[0], groups):
+    solvers = list(dict.fromkeys(r["solver"] for r in rows))
+    # one colour and marker per solver, the same in every panel (tab20: up to 20 solvers)
+    style = {s: dict(color=plt.get_cmap("tab20")(i % 20), marker="osD^v<>ph*"[i % 10])
+             for i, s in enumerate(solvers)}
+    fig, axes = _panels(plt, len(groups))
+    for ax, ((task, noise, prior), by_solver) in zip(axes.flat, groups):
         for solver, rs in by_solver.items():
             ok = [r for r in rs if r["status"] == "ok"]
             if ok:
                 ax.scatter(statistics.fmean(float(r["wall_time"]) for r in ok),
-                           statistics.fmean(float(r[primary]) for r in ok), label=solver)
+                           statistics.fmean(float(r[primary]) for r in ok), label=solver,
+                           **style[solver])
         ax.set_xscale("log")
         ax.set_xlabel("wall time per item (s)")
         ax.set_ylabel(primary)
@@ -462,13 +477,14 @@ def write_reports(out: Path, rows: list[dict[str, str]], sweep: dict[str, Any], 
         for line in hist_file.read_text().splitlines():
             rec = json.loads(line)
             histories[tuple(rec["key"])] = rec["history"]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False)
-    for ax, ((task, noise, prior), by_solver) in zip(axes[0], groups):
+    fig, axes = _panels(plt, len(groups))
+    for ax, ((task, noise, prior), by_solver) in zip(axes.flat, groups):
         for solver, rs in by_solver.items():
             r = next((r for r in rs if r["status"] == "ok"), None)
             h = histories.get(tuple(r[c] for c in COLUMNS[:6])) if r else None
             if h:
-                ax.semilogy([max(e["residual"], 1e-8) for e in h], label=solver, lw=1)
+                ax.semilogy([max(e["residual"], 1e-8) for e in h], label=solver, lw=1,
+                            color=style[solver]["color"])
         ax.set_xlabel("logged step")
         ax.set_ylabel("||Ax - y|| / ||y|| (first item)")
         ax.set_title(f"{task}, σy={noise}", fontsize=9)
