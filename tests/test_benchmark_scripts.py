@@ -39,8 +39,8 @@ def test_headline_means_and_ratios(tmp_path):
     text = (tmp_path / "headline.md").read_text()
     lines = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     # PSNR: mean per column, then the mean over columns
-    assert "| fast | 26.00 | 19.00 | 22.50 |" in text
-    assert "| dps | 21.00 | 18.00 | 19.50 |" in text
+    assert "| fast | 26.00 | 19.00 | 22.50 | 1.0 |" in text
+    assert "| dps | 21.00 | 18.00 | 19.50 | 2.0 |" in text
     assert "`+n`: sigma_y = 0.05" in text
     # time ratio: mean over groups of (1 / 20, 5 / 10) = 0.275; memory: (20 / 100, 50 / 50) -> 0.6
     cost = [line for line in text.splitlines() if line.startswith("| fast | 10 |")]
