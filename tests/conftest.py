@@ -133,3 +133,23 @@ def toy_site(fake_site: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PNPKIT_LOAD_PLUGINS", "toy")
     reset_manager(PluginManager())
     return site
+
+
+@pytest.fixture
+def all_plugins(monkeypatch: pytest.MonkeyPatch):
+    """Every installed pnpkit plugin (not only the toy one), with a fresh plugin manager."""
+    monkeypatch.delenv("PNPKIT_LOAD_PLUGINS", raising=False)
+    reset_manager()
+    yield
+    reset_manager()
+
+
+@pytest.fixture
+def two_threads():
+    """torch on 2 threads for the test (the CI machine's cores), restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)

@@ -8,25 +8,15 @@ import statistics
 from pathlib import Path
 
 import pytest
-import torch
 
 from pnpkit import config as cfgmod
 from pnpkit import pipeline
-from pnpkit.plugins import reset_manager
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMOS = sorted(p.name for p in (ROOT / "configs").glob("demo-*.toml"))
 
 
-@pytest.fixture(autouse=True)
-def _all_plugins(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("PNPKIT_LOAD_PLUGINS", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    reset_manager()
-    yield
-    torch.set_num_threads(threads)
-    reset_manager()
+pytestmark = pytest.mark.usefixtures("all_plugins", "two_threads")
 
 
 def test_the_demos_are_there():

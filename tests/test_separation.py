@@ -13,21 +13,12 @@ from safetensors.torch import load_file
 
 from pnpkit import config as cfgmod
 from pnpkit import pipeline
-from pnpkit.plugins import reset_manager
 
 ROOT = Path(__file__).resolve().parents[1]
 STEMS = ["bass", "drums", "guitar", "piano"]
 
 
-@pytest.fixture(autouse=True)
-def _all_plugins(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("PNPKIT_LOAD_PLUGINS", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    reset_manager()
-    yield
-    torch.set_num_threads(threads)
-    reset_manager()
+pytestmark = pytest.mark.usefixtures("all_plugins", "two_threads")
 
 
 @pytest.mark.parametrize("config, overrides, nfe", [

@@ -9,18 +9,13 @@ from pathlib import Path
 import pytest
 
 from pnpkit import bench
-from pnpkit.plugins import get_manager, reset_manager
+from pnpkit.plugins import get_manager
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "benchmarks" / "sweeps").glob("*.toml"))
 
 
-@pytest.fixture(autouse=True)
-def _all_plugins(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("PNPKIT_LOAD_PLUGINS", raising=False)
-    reset_manager()
-    yield
-    reset_manager()
+pytestmark = pytest.mark.usefixtures("all_plugins")
 
 
 def test_there_are_sweeps():
