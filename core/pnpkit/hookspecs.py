@@ -39,6 +39,12 @@ def register_datasets(register: Register) -> None:
     """Register datasets: ``register(name, factory, **metadata)``; the factory returns a list of items."""
 
 
+@hookspec(firstresult=True)
+def render_item(path: Any, panels: Any, history: Any, kind: str, sample_rate: Any,
+                channel_names: Any) -> Any:
+    """Draw one solved item's figure to ``path`` (PNG); return True when drawn (first plugin wins)."""
+
+
 @hookspec
 def register_commands(cli: Any) -> None:
     """Add CLI subcommands: ``cli.command(name, help=..., run=callable)`` returns an argparse parser."""

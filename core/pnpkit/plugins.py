@@ -54,6 +54,14 @@ class Component:
         check_settings(self.factory, settings, f"{self.kind} {self.name!r}")
         return self.factory(**settings)
 
+    def build(self, settings: dict[str, Any], *, shape: tuple[int, ...] | None = None,
+              device: str | None = None, dtype: str | None = None) -> Any:
+        """Build with the user's ``settings`` plus whichever of ``shape`` / ``device`` /
+        ``dtype`` the factory accepts (the run layer's one way to build a component)."""
+        extra = {k: v for k, v in (("shape", shape), ("device", device), ("dtype", dtype))
+                 if v is not None}
+        return self.create(**settings, **accepted(self.factory, extra))
+
 
 @dataclass
 class PluginInfo:
@@ -98,6 +106,15 @@ def check_settings(factory: Callable[..., Any], settings: dict[str, Any], what: 
         if key not in valid:
             raise TypeError(f"unknown setting {key!r} for {what}.{suggest(key, valid)} "
                             f"Valid settings: {', '.join(valid) or '(none)'}.")
+
+
+def accepted(factory: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``kwargs`` that ``factory``'s signature names explicitly."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {k: v for k, v in kwargs.items() if k in params}
 
 
 def _core_version() -> str:
