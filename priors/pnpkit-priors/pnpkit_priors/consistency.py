@@ -10,8 +10,7 @@ from torch import Tensor
 
 from pnpkit.priors import DenoiserPrior, randn_like
 
-from .loading import (UNET_CLASSES, build_scheduler, display_name, find_parts, load_model, resolve,
-                      torch_dtype)
+from .loading import load_pretrained, loading_docs
 from .network import UNetNetwork
 
 
@@ -141,11 +140,9 @@ class ConsistencyPrior(DenoiserPrior):
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device = "cpu",
-                        dtype: str = "float32", *, scheduler: str | Path | None = None,
-                        model_dtype: str | None = None, variant: str | None = None,
-                        check_size: bool = True, class_label: int | None = None,
-                        clip: bool | None = None, cache_dir: str | Path | None = None,
-                        revision: str | None = None, name: str | None = None) -> ConsistencyPrior:
+                        dtype: str = "float32", *, check_size: bool = True,
+                        class_label: int | None = None, clip: bool | None = None,
+                        name: str | None = None, **load: Any) -> ConsistencyPrior:
         """Load a consistency-model checkpoint (network + ``CMStochasticIterativeScheduler``), offline.
 
         :param str path_or_id: a saved diffusers pipeline, a folder with ``unet/`` and
@@ -153,25 +150,19 @@ class ConsistencyPrior(DenoiserPrior):
             local Hugging Face cache.
         :param str device: where the network runs.
         :param str dtype: the signals' dtype; the network runs in it unless ``model_dtype`` is given.
-        :param str scheduler: a scheduler folder or ``scheduler_config.json`` to use instead.
-        :param str model_dtype: the network's dtype.
-        :param str variant: the weights' variant, e.g. ``"fp16"``.
         :param bool check_size: whether signals must have the network's ``sample_size``.
         :param int class_label: the class of a class-conditional network.
         :param bool clip: clip estimates to [-1, 1] (default: the scheduler's ``clip_denoised``).
-        :param str cache_dir: the Hugging Face cache to search for a hub id.
-        :param str revision: the revision of a hub id.
         :param str name: the prior's name in messages.
+        :param load: the loading options of :func:`pnpkit_priors.loading.load_pretrained`
+            (``scheduler``, ``model_dtype``, ``variant``, ``cache_dir``, ``revision``).
         """
-        root = resolve(path_or_id, cache_dir=cache_dir, revision=revision)
-        parts = find_parts(root, scheduler=scheduler, variant=variant)
-        unet = load_model(parts.unet, UNET_CLASSES, device,
-                          torch_dtype(model_dtype, torch_dtype(dtype)), variant)
-        return cls(unet, build_scheduler(parts.scheduler_config),
-                   name=name or display_name(path_or_id), clip=clip, check_size=check_size,
+        parts = load_pretrained(path_or_id, device, dtype, name=name, **load)
+        return cls(parts.unet, parts.scheduler, name=parts.name, clip=clip, check_size=check_size,
                    class_label=class_label)
 
 
+@loading_docs
 def consistency_prior(path: str, scheduler: str | None = None, model_dtype: str | None = None,
                       variant: str | None = None, check_size: bool = True,
                       class_label: int | None = None, clip: bool | None = None,
@@ -181,15 +172,8 @@ def consistency_prior(path: str, scheduler: str | None = None, model_dtype: str 
 
     :param str path: a saved pipeline, a folder with ``unet/`` and ``scheduler/``, or a hub id
         in the local Hugging Face cache (nothing is downloaded).
-    :param str scheduler: a scheduler folder or ``scheduler_config.json`` overriding the checkpoint's.
-    :param str model_dtype: the network's dtype (default: the signals' dtype).
-    :param str variant: the weights' variant, e.g. ``"fp16"``.
-    :param bool check_size: whether signals must have the training size.
-    :param int class_label: the class of a class-conditional network.
     :param bool clip: clip estimates to [-1, 1] (default: the scheduler's ``clip_denoised``).
-    :param str cache_dir: the Hugging Face cache to search for a hub id.
-    :param str device: set by the pipeline.
-    :param str dtype: set by the pipeline.
+    {loading}
     """
     return ConsistencyPrior.from_pretrained(path, device=device, dtype=dtype, scheduler=scheduler,
                                             model_dtype=model_dtype, variant=variant,

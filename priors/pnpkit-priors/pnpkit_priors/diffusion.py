@@ -10,8 +10,7 @@ from torch import Tensor
 
 from pnpkit.priors import DiffusionPrior
 
-from .loading import (UNET_CLASSES, build_scheduler, display_name, find_parts, load_model, resolve,
-                      torch_dtype)
+from .loading import UNET_CLASSES, load_pretrained, loading_docs
 from .network import UNetNetwork
 
 
@@ -37,6 +36,10 @@ class DiffusersPrior(DiffusionPrior):
     """
 
     what = "signals"
+    #: The network's spatial dimensions (``None``: 1 for ``UNet1DModel``, else 2).
+    dims: int | None = None
+    #: The network classes :meth:`from_pretrained` loads (see :func:`~pnpkit_priors.loading.load_model`).
+    unet_classes: tuple[str, ...] | dict[str, type] = UNET_CLASSES
 
     def __init__(self, unet: torch.nn.Module, scheduler: Any, name: str = "diffusers",
                  clip: float | None = 1.0, check_size: bool = True,
@@ -53,7 +56,7 @@ class DiffusersPrior(DiffusionPrior):
         self.unet = unet
         self.scheduler = scheduler
         self.net = UNetNetwork(unet, name, check_size=check_size, class_label=class_label,
-                               what=self.what)
+                               what=self.what, dims=self.dims)
 
     @property
     def shape(self) -> tuple[int | None, ...]:
@@ -64,6 +67,20 @@ class DiffusersPrior(DiffusionPrior):
     def num_parameters(self) -> int:
         """The number of parameters of the network."""
         return self.net.num_parameters
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs."""
+        return self.net.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the network's weights."""
+        return self.net.dtype
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, shape={self.shape}, "
+                f"parameters={self.num_parameters}, dtype={self.dtype}, device={self.device})")
 
     def network(self, x_t: Tensor, t: Tensor) -> Tensor:
         """Raw network output for ``x_t`` at integer timesteps ``t`` (shape (B,)).
@@ -76,11 +93,9 @@ class DiffusersPrior(DiffusionPrior):
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device = "cpu",
-                        dtype: str = "float32", *, scheduler: str | Path | None = None,
-                        model_dtype: str | None = None, variant: str | None = None,
-                        check_size: bool = True, class_label: int | None = None,
-                        clip: float | None = 1.0, cache_dir: str | Path | None = None,
-                        revision: str | None = None, name: str | None = None) -> DiffusersPrior:
+                        dtype: str = "float32", *, check_size: bool = True,
+                        class_label: int | None = None, clip: float | None = 1.0,
+                        name: str | None = None, **load: Any) -> DiffusersPrior:
         """Load a saved checkpoint, offline.
 
         :param str path_or_id: a folder (a saved diffusers pipeline, a folder with ``unet/`` and
@@ -89,29 +104,22 @@ class DiffusersPrior(DiffusionPrior):
         :param str device: where the network runs.
         :param str dtype: the dtype of the signals (``"float32"`` or ``"float64"``); the network
             runs in it unless ``model_dtype`` says otherwise.
-        :param str scheduler: a scheduler folder or ``scheduler_config.json`` to use instead of
-            the checkpoint's.
-        :param str model_dtype: the network's dtype (``"float16"``, ``"bfloat16"``, ...); inputs
-            are cast to it and outputs back.
-        :param str variant: the weights' file variant (``"fp16"`` loads
-            ``diffusion_pytorch_model.fp16.safetensors``).
         :param bool check_size: whether signals must have the network's ``sample_size``.
         :param int class_label: the class to condition a class-conditional network on.
         :param float clip: Tweedie estimates are clipped to ``[-clip, clip]`` where asked.
-        :param str cache_dir: the Hugging Face cache to search for a hub id.
-        :param str revision: the revision of a hub id.
         :param str name: the prior's name in messages (default: the folder's name).
+        :param load: the loading options of :func:`pnpkit_priors.loading.load_pretrained`
+            (``scheduler``, ``model_dtype``, ``variant``, ``cache_dir``, ``revision``).
         :raises FileNotFoundError: for a missing folder or a folder without the expected files.
         :raises ValueError: for a model class other than ``UNet2DModel`` / ``UNet1DModel``.
         """
-        root = resolve(path_or_id, cache_dir=cache_dir, revision=revision)
-        parts = find_parts(root, scheduler=scheduler, variant=variant)
-        net_dtype = torch_dtype(model_dtype, torch_dtype(dtype))
-        unet = load_model(parts.unet, UNET_CLASSES, device, net_dtype, variant)
-        return cls(unet, build_scheduler(parts.scheduler_config), name=name or display_name(path_or_id),
-                   clip=clip, check_size=check_size, class_label=class_label)
+        load.setdefault("unet_classes", cls.unet_classes)
+        parts = load_pretrained(path_or_id, device, dtype, name=name, **load)
+        return cls(parts.unet, parts.scheduler, name=parts.name, clip=clip,
+                   check_size=check_size, class_label=class_label)
 
 
+@loading_docs
 def diffusers_prior(path: str, scheduler: str | None = None, model_dtype: str | None = None,
                     variant: str | None = None, check_size: bool = True,
                     class_label: int | None = None, clip: float = 1.0,
@@ -122,15 +130,8 @@ def diffusers_prior(path: str, scheduler: str | None = None, model_dtype: str | 
     :param str path: a saved diffusers pipeline folder, a folder with ``unet/`` and
         ``scheduler/``, a model folder with ``scheduler_config.json``, or a hub id in the local
         Hugging Face cache (nothing is downloaded).
-    :param str scheduler: a scheduler folder or ``scheduler_config.json`` overriding the checkpoint's.
-    :param str model_dtype: the network's dtype (default: the signals' dtype).
-    :param str variant: the weights' variant, e.g. ``"fp16"``.
-    :param bool check_size: whether signals must have the training size.
-    :param int class_label: the class of a class-conditional network.
     :param float clip: range of clipped Tweedie estimates.
-    :param str cache_dir: the Hugging Face cache to search for a hub id.
-    :param str device: set by the pipeline.
-    :param str dtype: set by the pipeline.
+    {loading}
     """
     return DiffusersPrior.from_pretrained(path, device=device, dtype=dtype, scheduler=scheduler,
                                           model_dtype=model_dtype, variant=variant,

@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .cards import (minutes, noisy_estimates, objective_lines, schedule_facts, schedule_line,
+                    training_facts, write_card)
+
 #: Noise standard deviations of the table, in pnpkit's range [-1, 1].
 NOISE_LEVELS = (0.05, 0.1, 0.2, 0.4)
 SPLITS = ("validation", "test")
@@ -57,20 +60,11 @@ def denoising_table(prior: Any, channels: int, size: int, count: int = 64, seed:
     rows = []
     for split in splits:
         x = torch.from_numpy(heldout_patches(split, size, channels, count, seed))
-        for k, sigma in enumerate(levels):
-            g = torch.Generator().manual_seed(seed * 1000 + k)
-            y = x + sigma * torch.randn(x.shape, generator=g)
-            with torch.no_grad():
-                out = prior.denoise(y, sigma).clamp(-1, 1)
-            t = prior.sigma_to_t(sigma) if hasattr(prior, "sigma_to_t") else None
+        for sigma, t, y, out in noisy_estimates(prior, x, levels, seed):
             rows.append({"split": split, "sigma": sigma, "timestep": t, "patches": count,
                          "psnr_in": round(float(psnr(y, x).mean()), 2),
                          "psnr_out": round(float(psnr(out, x).mean()), 2)})
     return rows
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return round(sum(values) / len(values), 5) if values else None
 
 
 def write_model_card(weights_dir: str | Path, preset: str, training_state_path: str | Path | None,
@@ -102,14 +96,7 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
     training: dict[str, Any] = {}
     if training_state_path is not None:
         state = json.loads(Path(training_state_path).read_text())
-        losses = [float(v) for v in state.get("losses", [])]
-        training = {
-            "steps": state.get("step"), "seconds": round(float(state.get("seconds", 0.0)), 1),
-            "batch_size": state.get("batch_size"), "lr": state.get("lr"), "seed": state.get("seed"),
-            "loss_first_100": _mean(losses[:100]), "loss_last_100": _mean(losses[-100:]),
-            "objective": "MSE between the predicted and the true noise (epsilon prediction)",
-            "weights": "exponential moving average of the trained weights",
-        }
+        training = training_facts(state, ("batch_size", "lr", "seed"))
     card = {
         "name": f"default-{preset}",
         "preset": preset,
@@ -121,9 +108,7 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
             "down_block_types": list(unet_cfg.get("down_block_types", [])),
             "parameters": prior.num_parameters,
         },
-        "schedule": {k: sched_cfg.get(k) for k in ("_class_name", "num_train_timesteps",
-                                                   "beta_schedule", "beta_start", "beta_end",
-                                                   "prediction_type")},
+        "schedule": schedule_facts(sched_cfg),
         "data": {
             "source": "scikit-image's bundled pictures (offline), multi-scale patches",
             "patch_size": cfg["size"], "scales": list(SCALES),
@@ -139,13 +124,7 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
             "rows": rows,
         },
     }
-    (weights_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    (weights_dir / "MODEL_CARD.md").write_text(render_markdown(card))
-    return card
-
-
-def _minutes(seconds: Any) -> str:
-    return "unknown" if seconds is None else f"{float(seconds) / 60:.1f} min"
+    return write_card(weights_dir, card, render_markdown(card))
 
 
 def render_markdown(card: dict[str, Any]) -> str:
@@ -168,9 +147,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- diffusers `{arch['class']}`, {arch['parameters']:,} parameters, block channels "
         f"{arch['block_out_channels']}, {arch['layers_per_block']} layer(s) per block, "
         f"blocks {', '.join(arch['down_block_types'])}",
-        f"- `{sched['_class_name']}`: {sched['num_train_timesteps']} steps, {sched['beta_schedule']} "
-        f"betas from {sched['beta_start']} to {sched['beta_end']}, `{sched['prediction_type']}` "
-        "prediction",
+        schedule_line(sched),
         "",
         "## Data",
         "",
@@ -187,10 +164,8 @@ def render_markdown(card: dict[str, Any]) -> str:
     if train:
         lines += [
             f"- {train['steps']} optimiser steps of {train['batch_size']} patches, learning rate "
-            f"{train['lr']}, seed {train['seed']}, {_minutes(train['seconds'])} of training",
-            f"- objective: {train['objective']}; saved: {train['weights']}",
-            f"- loss: {train['loss_first_100']} (mean of the first 100 steps) -> "
-            f"{train['loss_last_100']} (mean of the last 100 steps)",
+            f"{train['lr']}, seed {train['seed']}, {minutes(train['seconds'])} of training",
+            *objective_lines(train),
         ]
     else:
         lines.append("- no training state was given")

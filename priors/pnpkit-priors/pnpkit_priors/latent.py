@@ -9,8 +9,7 @@ import torch
 from torch import Tensor
 
 from .diffusion import DiffusersPrior
-from .loading import (UNET_CLASSES, VAE_CLASSES, build_scheduler, display_name, find_parts,
-                      load_model, resolve, torch_dtype)
+from .loading import load_pretrained, loading_docs
 
 
 class LatentDiffusionPrior(DiffusersPrior):
@@ -69,12 +68,9 @@ class LatentDiffusionPrior(DiffusersPrior):
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device = "cpu",
-                        dtype: str = "float32", *, scheduler: str | Path | None = None,
-                        model_dtype: str | None = None, variant: str | None = None,
-                        check_size: bool = True, class_label: int | None = None,
-                        scaling_factor: float | None = None, cache_dir: str | Path | None = None,
-                        revision: str | None = None,
-                        name: str | None = None) -> LatentDiffusionPrior:
+                        dtype: str = "float32", *, check_size: bool = True,
+                        class_label: int | None = None, scaling_factor: float | None = None,
+                        name: str | None = None, **load: Any) -> LatentDiffusionPrior:
         """Load a folder with ``vae/`` (or ``vqvae/``), ``unet/`` and ``scheduler/``, offline.
 
         :param str path_or_id: a saved diffusers pipeline or a folder with the three parts, or a
@@ -82,27 +78,21 @@ class LatentDiffusionPrior(DiffusersPrior):
         :param str device: where the networks run.
         :param str dtype: the dtype of signals and latents; the networks run in it unless
             ``model_dtype`` says otherwise.
-        :param str scheduler: a scheduler folder or ``scheduler_config.json`` to use instead.
-        :param str model_dtype: the networks' dtype.
-        :param str variant: the latent network's weights variant, e.g. ``"fp16"``.
         :param bool check_size: whether latents must have the network's ``sample_size``.
         :param int class_label: the class of a class-conditional network.
         :param float scaling_factor: latent scale (default: the autoencoder's).
-        :param str cache_dir: the Hugging Face cache to search for a hub id.
-        :param str revision: the revision of a hub id.
         :param str name: the prior's name in messages.
+        :param load: the loading options of :func:`pnpkit_priors.loading.load_pretrained`
+            (``scheduler``, ``model_dtype``, ``variant`` (of the latent network), ``cache_dir``,
+            ``revision``).
         """
-        root = resolve(path_or_id, cache_dir=cache_dir, revision=revision)
-        parts = find_parts(root, scheduler=scheduler, variant=variant, need_vae=True)
-        net_dtype = torch_dtype(model_dtype, torch_dtype(dtype))
-        unet = load_model(parts.unet, UNET_CLASSES, device, net_dtype, variant)
-        assert parts.vae is not None
-        vae = load_model(parts.vae, VAE_CLASSES, device, net_dtype)
-        return cls(unet, build_scheduler(parts.scheduler_config), vae,
-                   scaling_factor=scaling_factor, name=name or display_name(path_or_id),
-                   check_size=check_size, class_label=class_label)
+        load.setdefault("unet_classes", cls.unet_classes)
+        parts = load_pretrained(path_or_id, device, dtype, name=name, need_vae=True, **load)
+        return cls(parts.unet, parts.scheduler, parts.vae, scaling_factor=scaling_factor,
+                   name=parts.name, check_size=check_size, class_label=class_label)
 
 
+@loading_docs
 def latent_diffusion_prior(path: str, scheduler: str | None = None, model_dtype: str | None = None,
                            variant: str | None = None, check_size: bool = True,
                            class_label: int | None = None, scaling_factor: float | None = None,
@@ -111,19 +101,13 @@ def latent_diffusion_prior(path: str, scheduler: str | None = None, model_dtype:
     """A latent diffusion prior: a diffusers ``AutoencoderKL``/``VQModel`` and a latent ``UNet2DModel``.
 
     Its diffusion interface works on latents; ``encode``/``decode`` map signals to latents and
-    back.
+    back (``check_size`` and ``variant`` are about the latent network; ``model_dtype`` is the
+    dtype of both networks).
 
     :param str path: a folder with ``vae/`` (or ``vqvae/``), ``unet/`` and ``scheduler/`` (or a
         saved pipeline), or a hub id in the local Hugging Face cache (nothing is downloaded).
-    :param str scheduler: a scheduler folder or ``scheduler_config.json`` overriding the checkpoint's.
-    :param str model_dtype: the networks' dtype (default: the signals' dtype).
-    :param str variant: the latent network's weights variant.
-    :param bool check_size: whether latents must have the training size.
-    :param int class_label: the class of a class-conditional network.
     :param float scaling_factor: latent scale (default: the autoencoder's ``scaling_factor``).
-    :param str cache_dir: the Hugging Face cache to search for a hub id.
-    :param str device: set by the pipeline.
-    :param str dtype: set by the pipeline.
+    {loading}
     """
     return LatentDiffusionPrior.from_pretrained(
         path, device=device, dtype=dtype, scheduler=scheduler, model_dtype=model_dtype,

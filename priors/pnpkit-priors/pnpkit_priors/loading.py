@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 
@@ -50,7 +50,11 @@ class Checkpoint:
     vae: Path | None = None
 
 
-def _listing(folder: Path) -> str:
+def listing(folder: Path) -> str:
+    """What ``folder`` holds, for error messages: ``"config.json, unet/"`` (folders end in ``/``).
+
+    :param pathlib.Path folder: an existing folder.
+    """
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
     return ", ".join(names) if names else "nothing (the folder is empty)"
 
@@ -106,21 +110,21 @@ def _check_model_folder(folder: Path, what: str, variant: str | None = None) -> 
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder {str(folder)!r} does not exist")
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} holds no config.json (found: {_listing(folder)}); "
+        raise FileNotFoundError(f"{folder} holds no config.json (found: {listing(folder)}); "
                                 f"expected the {what}'s config.json and "
                                 "diffusion_pytorch_model.safetensors, as save_pretrained writes them")
     stems = ["diffusion_pytorch_model" + (f".{variant}" if variant else "")]
     suffixes = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
     if not any((folder / (s + x)).is_file() for s in stems for x in suffixes):
         wanted = f"{stems[0]}.safetensors (or .bin)"
-        raise FileNotFoundError(f"{folder} holds no weights (found: {_listing(folder)}); "
+        raise FileNotFoundError(f"{folder} holds no weights (found: {listing(folder)}); "
                                 f"expected {wanted} next to config.json")
 
 
-def _scheduler_config(path: Path) -> dict[str, Any]:
+def scheduler_config(path: Path) -> dict[str, Any]:
     file = path / "scheduler_config.json" if path.is_dir() else path
     if not file.is_file():
-        found = _listing(path) if path.is_dir() else "no such file"
+        found = listing(path) if path.is_dir() else "no such file"
         raise FileNotFoundError(f"no scheduler configuration at {str(path)!r} (found: {found}); "
                                 "expected a folder with scheduler_config.json, or the JSON file")
     return json.loads(file.read_text())
@@ -164,45 +168,83 @@ def find_parts(root: Path, scheduler: str | Path | None = None, variant: str | N
         unet = root
         sched = root if (root / "scheduler_config.json").is_file() else None
     else:
-        raise FileNotFoundError(f"{root} is not a diffusers checkpoint (found: {_listing(root)}); "
+        raise FileNotFoundError(f"{root} is not a diffusers checkpoint (found: {listing(root)}); "
                                 f"expected {LAYOUTS}")
     _check_model_folder(unet, "network", variant)
     if scheduler is not None:
-        config = _scheduler_config(Path(scheduler).expanduser())
+        config = scheduler_config(Path(scheduler).expanduser())
     elif sched is None:
-        raise FileNotFoundError(f"{root} holds a network but no scheduler (found: {_listing(root)}); "
+        raise FileNotFoundError(f"{root} holds a network but no scheduler (found: {listing(root)}); "
                                 "expected a scheduler/ subfolder with scheduler_config.json, or "
                                 "pass scheduler = PATH (a folder or scheduler_config.json)")
     else:
-        config = _scheduler_config(sched)
+        config = scheduler_config(sched)
     if need_vae:
         if vae is None:
-            raise FileNotFoundError(f"{root} holds no autoencoder (found: {_listing(root)}); a latent "
+            raise FileNotFoundError(f"{root} holds no autoencoder (found: {listing(root)}); a latent "
                                     "diffusion checkpoint needs vae/ (AutoencoderKL) or vqvae/ "
                                     "(VQModel) next to unet/ and scheduler/")
         _check_model_folder(vae, "autoencoder", None)
     return Checkpoint(root=root, unet=unet, scheduler_config=config, vae=vae)
 
 
-def load_model(folder: Path, allowed: tuple[str, ...], device: str | torch.device,
-               dtype: torch.dtype, variant: str | None = None) -> Any:
+def check_folder(folder: str | Path, what: str, layout: str,
+                 parts: Mapping[str, tuple[str, ...]]) -> Path:
+    """Check a checkpoint of one fixed layout: each subfolder of ``parts`` holds its files.
+
+    For priors whose checkpoints have a single layout (the audio prior's ``unet/`` +
+    ``scheduler/``); :func:`find_parts` understands the several layouts of diffusers.
+
+    :param str folder: the checkpoint folder.
+    :param str what: what the folder is called in messages (``"audio prior folder"``).
+    :param str layout: the expected layout, in words, ending every message.
+    :param dict parts: subfolder name -> the files it must hold.
+    :return: the folder, as a path.
+    :raises FileNotFoundError: for a missing folder or missing parts, naming what is there.
+    """
+    root = Path(folder).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"{what} {str(root)!r} does not exist; expected {layout}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{str(root)!r} is a file; give the checkpoint's folder, {layout}")
+    for part in parts:
+        if not (root / part).is_dir():
+            raise FileNotFoundError(f"{root} holds no {part}/ (found: {listing(root)}); "
+                                    f"expected {layout}")
+    for part, files in parts.items():
+        for name in files:
+            if not (root / part / name).is_file():
+                raise FileNotFoundError(f"{root / part} holds no {name} (found: "
+                                        f"{listing(root / part)}); expected {layout}")
+    return root
+
+
+def load_model(folder: Path, allowed: tuple[str, ...] | Mapping[str, type],
+               device: str | torch.device, dtype: torch.dtype, variant: str | None = None,
+               hint: str = "") -> Any:
     """Load a diffusers model whose ``config.json`` names one of the ``allowed`` classes.
 
     :param pathlib.Path folder: the model's folder (``config.json`` + weights).
-    :param tuple allowed: the accepted values of the config's ``_class_name``.
+    :param tuple allowed: the accepted values of the config's ``_class_name`` (diffusers
+        classes), or a mapping of names to model classes defined elsewhere (any
+        ``diffusers.ModelMixin``, such as pnpkit-audio's 1-D network).
     :param str device: where the model goes.
     :param torch.dtype dtype: the dtype of its weights (converted on loading when they differ).
     :param str variant: the weights' variant, e.g. ``"fp16"``.
+    :param str hint: appended to the error message of an unknown class.
     :raises ValueError: for a model class outside ``allowed``.
     """
-    import diffusers
-
     config = json.loads((folder / "config.json").read_text())
     name = config.get("_class_name")
     if name not in allowed:
-        raise ValueError(f"unknown model class {name!r} in {folder / 'config.json'}; this prior "
-                         f"loads {' or '.join(allowed)}")
-    cls = getattr(diffusers, name)
+        raise ValueError(f"unknown model class {name!r}: {folder / 'config.json'} describes a "
+                         f"{name!r}; this prior loads {' or '.join(allowed)}{hint}")
+    if isinstance(allowed, Mapping):
+        cls = allowed[name]
+    else:
+        import diffusers
+
+        cls = getattr(diffusers, name)
     model = cls.from_pretrained(str(folder), torch_dtype=dtype, variant=variant,
                                 local_files_only=True, low_cpu_mem_usage=False)
     model.requires_grad_(False)
@@ -223,3 +265,89 @@ def build_scheduler(config: dict[str, Any]) -> Any:
         raise ValueError(f"unknown scheduler class {name!r}; expected a diffusers scheduler such "
                          "as DDPMScheduler or DDIMScheduler")
     return cls.from_config(config)
+
+
+@dataclass
+class Loaded:
+    """What :func:`load_pretrained` loaded.
+
+    :param torch.nn.Module unet: the denoising network, frozen, in eval mode.
+    :param scheduler: its diffusers scheduler.
+    :param torch.nn.Module vae: the autoencoder of a latent model, or ``None``.
+    :param str name: the prior's name (the one asked for, or the checkpoint's).
+    """
+
+    unet: Any
+    scheduler: Any
+    vae: Any | None
+    name: str
+
+
+def load_pretrained(path_or_id: str | Path, device: str | torch.device = "cpu",
+                    dtype: str | torch.dtype = "float32", *, scheduler: str | Path | None = None,
+                    model_dtype: str | None = None, variant: str | None = None,
+                    cache_dir: str | Path | None = None, revision: str | None = None,
+                    name: str | None = None, need_vae: bool = False,
+                    unet_classes: tuple[str, ...] | Mapping[str, type] = UNET_CLASSES) -> Loaded:
+    """Load the parts of a diffusers checkpoint, offline: the one loader of the diffusers priors.
+
+    ``DiffusersPrior``, ``LatentDiffusionPrior`` and ``ConsistencyPrior`` all load through
+    it; their ``from_pretrained`` pass it the loading options below as ``**load``.
+
+    :param str path_or_id: a saved diffusers pipeline, a folder with ``unet/`` and
+        ``scheduler/`` (and ``vae/`` or ``vqvae/``), a model folder with a scheduler
+        configuration, or a hub id in the local Hugging Face cache (see :func:`resolve`).
+    :param str device: where the networks run.
+    :param str dtype: the signals' dtype; the networks run in it unless ``model_dtype`` is given.
+    :param str scheduler: a scheduler folder or ``scheduler_config.json`` overriding the
+        checkpoint's.
+    :param str model_dtype: the networks' dtype (``"float16"``, ``"bfloat16"``, ...); inputs are
+        cast to it and outputs back.
+    :param str variant: the network's weights variant (``"fp16"`` loads
+        ``diffusion_pytorch_model.fp16.safetensors``).
+    :param str cache_dir: the Hugging Face cache to search for a hub id.
+    :param str revision: the revision of a hub id.
+    :param str name: the prior's name in messages (default: the folder's name or the hub id).
+    :param bool need_vae: load the autoencoder of a latent model too.
+    :param tuple unet_classes: the network classes accepted (see :func:`load_model`).
+    :raises FileNotFoundError: for a missing folder or a folder without the expected files.
+    :raises ValueError: for a network class outside ``unet_classes``.
+    """
+    root = resolve(path_or_id, cache_dir=cache_dir, revision=revision)
+    parts = find_parts(root, scheduler=scheduler, variant=variant, need_vae=need_vae)
+    net_dtype = torch_dtype(model_dtype, torch_dtype(dtype))
+    unet = load_model(parts.unet, unet_classes, device, net_dtype, variant)
+    vae = None
+    if need_vae:
+        assert parts.vae is not None  # find_parts raised otherwise
+        vae = load_model(parts.vae, VAE_CLASSES, device, net_dtype)
+    return Loaded(unet=unet, scheduler=build_scheduler(parts.scheduler_config), vae=vae,
+                  name=name or display_name(path_or_id))
+
+
+#: The documentation of the loading settings the diffusers prior factories share, written
+#: once and put into each factory's docstring where it says ``{loading}`` (see
+#: :func:`loading_docs`), so that ``pnpkit show`` prints it for every one of them.
+LOADING_DOCS = """:param str scheduler: a scheduler folder or ``scheduler_config.json`` overriding the checkpoint's.
+:param str model_dtype: the network's dtype (default: the signals' dtype).
+:param str variant: the weights' variant, e.g. ``"fp16"``.
+:param bool check_size: whether the network's inputs must have its training size.
+:param int class_label: the class of a class-conditional network.
+:param str cache_dir: the Hugging Face cache to search for a hub id.
+:param str device: set by the pipeline.
+:param str dtype: set by the pipeline."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def loading_docs(factory: F) -> F:
+    """Put :data:`LOADING_DOCS` into ``factory``'s docstring at ``{loading}`` (a shared docstring).
+
+    :param callable factory: a prior factory whose docstring holds ``{loading}`` on a line of its own.
+    """
+    doc = factory.__doc__ or ""
+    line = next(ln for ln in doc.splitlines() if ln.strip() == "{loading}")
+    indent = line[:len(line) - len(line.lstrip())]
+    shared = "\n".join(indent + ln for ln in LOADING_DOCS.splitlines())
+    factory.__doc__ = doc.replace(line, shared)
+    return factory

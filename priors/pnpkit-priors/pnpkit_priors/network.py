@@ -27,17 +27,21 @@ class UNetNetwork:
     :param bool check_size: whether signals must have the training size.
     :param int class_label: the class of a class-conditional network (required for one).
     :param str what: what the network's inputs are called in messages (``"signals"``, ``"latents"``).
+    :param int dims: the number of spatial dimensions; default: 1 for ``UNet1DModel``, else 2.
+        A 1-D network is called as ``model(x, t, return_dict=False)``, without class labels.
     """
 
     def __init__(self, model: torch.nn.Module, name: str, check_size: bool = True,
-                 class_label: int | None = None, what: str = "signals") -> None:
+                 class_label: int | None = None, what: str = "signals",
+                 dims: int | None = None) -> None:
         self.model = model
         self.name = name
         self.check_size = check_size
         self.what = what
         config = model.config
-        self.is_1d = type(model).__name__ == "UNet1DModel"
-        dims = 1 if self.is_1d else 2
+        if dims is None:
+            dims = 1 if type(model).__name__ == "UNet1DModel" else 2
+        self.is_1d = dims == 1
         size = config.get("sample_size")
         if size is None or isinstance(size, int):
             size = (size,) * dims
