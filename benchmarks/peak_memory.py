@@ -6,7 +6,7 @@ At 32 x 32 and one image, every solver's peak is a few MB of network activations
 allocator's noise is of the same size (see the image sweep's `peak memory` column). Here a
 batch of held-out patches (SR x4, default grey prior) is restored by each solver in its own
 Python process, and the resident-set growth during the solve is sampled as `pnpkit bench`
-does (`pnpkit.bench.PeakMemory`, every 2 ms, glibc returning freed blocks). The per-step
+does (`pnpkit_bench.memory.PeakMemory`, every 2 ms, glibc returning freed blocks). The per-step
 working set does not depend on the number of steps, so the samplers run `--steps` steps
 (DCDP: its preset, whose data step has no steps setting to shrink). The RED-Diff target is at
 most 0.4x DPS's peak.
@@ -39,7 +39,7 @@ def child(label: str, batch: int, steps: int) -> dict:
 
     import pnpkit
     from pnpkit import operators as ops
-    from pnpkit.bench import PeakMemory
+    from pnpkit_bench.memory import PeakMemory
 
     settings = dict(SOLVERS[label])
     name = settings.pop("name")

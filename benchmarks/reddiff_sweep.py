@@ -2,7 +2,7 @@
 
     python benchmarks/reddiff_sweep.py
 
-Runs ``benchmarks/sweeps/reddiff_lambda_lr.toml`` through ``pnpkit bench`` (resumable) and
+Runs ``benchmarks/sweeps/reddiff_lambda_lr.toml`` through ``pnpkit bench`` (pnpkit-bench; resumable) and
 writes ``benchmarks/results/reddiff_lambda_lr/lambda_lr.png``: mean PSNR and SSIM per
 (lambda, lr) for each task, as the paper's ablation of its fidelity / perception knob.
 """
@@ -13,7 +13,7 @@ import re
 import statistics
 from pathlib import Path
 
-from pnpkit import bench
+from pnpkit_bench import sweep as bench
 
 HERE = Path(__file__).parent
 

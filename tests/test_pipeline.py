@@ -1,4 +1,5 @@
-"""Scripted pipelines: configuration errors, outputs, bit-for-bit reproduction, resume."""
+"""Scripted pipelines: configuration errors, outputs, bit-for-bit reproduction, resume, and the
+per-item figure drawn by whichever plugin implements ``render_item``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 
 from pnpkit import config as cfgmod
 from pnpkit import pipeline
+from pnpkit.plugins import PluginManager, reset_manager
 
 CONFIG = """
 seed = 3
@@ -51,7 +53,15 @@ def write_config(tmp_path: Path, name: str = "run.toml", count: int = 2, iterati
     return path
 
 
-def test_run_writes_every_output(toy_site, tmp_path):
+@pytest.fixture
+def toy_and_bench(toy_site, monkeypatch):
+    """The toy plugin and pnpkit-bench (which draws figure.png), in a fresh manager."""
+    monkeypatch.setenv("PNPKIT_LOAD_PLUGINS", "toy,bench")
+    reset_manager(PluginManager())
+    return toy_site
+
+
+def test_run_writes_every_output(toy_and_bench, tmp_path):
     summary = pipeline.run(cfgmod.load(write_config(tmp_path)), progress=False)
     out = tmp_path / "out"
     assert summary["items"] == 2 and set(summary["mean"]) == {"mse", "nfe", "psnr", "ssim", "wall_time"}
@@ -100,7 +110,7 @@ def test_different_config_in_same_folder_is_refused(toy_site, tmp_path):
     assert pipeline.run(changed, overwrite=True, progress=False)["mean"]["nfe"] == 11
 
 
-def test_audio_items_run_through_the_same_solver(toy_site, tmp_path):
+def test_audio_items_run_through_the_same_solver(toy_and_bench, tmp_path):
     path = tmp_path / "audio.toml"
     path.write_text("""
 output = "aout"
@@ -123,6 +133,44 @@ iterations = 5
     wav, rate = soundfile.read(folder / "reconstruction.wav")
     assert rate == 8000 and wav.shape == (2048, 2)
     assert summary["mean"]["si_snr"] > 0
+
+
+PAINTER = '''
+import json
+import pnpkit
+
+
+@pnpkit.hookimpl
+def render_item(path, panels, history, kind, sample_rate, channel_names):
+    path.with_suffix(".json").write_text(json.dumps({
+        "titles": [t for t, _ in panels], "shapes": [list(s.shape) for _, s in panels],
+        "history": len(history), "kind": kind, "sample_rate": sample_rate}))
+    path.write_bytes(b"drawn")
+    return True
+'''
+
+
+def test_figure_is_drawn_by_the_render_item_plugin(toy_site, fake_site, monkeypatch, tmp_path):
+    fake_site("pnpkit-painter", "pnpkit_painter_plugin", PAINTER, entry_name="painter")
+    monkeypatch.setenv("PNPKIT_LOAD_PLUGINS", "toy,painter")
+    reset_manager(PluginManager())
+    pipeline.run(cfgmod.load(write_config(tmp_path, count=1, iterations=4)), progress=False)
+    folder = tmp_path / "out" / "items" / "img0"
+    assert (folder / "figure.png").read_bytes() == b"drawn"
+    seen = json.loads((folder / "figure.json").read_text())
+    titles = seen["titles"]
+    assert titles[0] == "measurement" and titles[-1] == "reference" and len(titles) == 4
+    assert titles[1].startswith("pseudo-inverse (psnr ") and titles[2].startswith("hqs (psnr ")
+    assert seen["shapes"] == [[1, 16, 16]] * 4
+    assert seen["kind"] == "image" and seen["sample_rate"] is None
+    assert seen["history"] == len(json.loads((folder / "history.json").read_text())) > 0
+
+
+def test_without_a_figure_plugin_the_run_writes_no_figure(toy_site, tmp_path):
+    summary = pipeline.run(cfgmod.load(write_config(tmp_path, count=1, iterations=4)), progress=False)
+    folder = tmp_path / "out" / "items" / "img0"
+    assert summary["items"] == 1 and (folder / "reconstruction.png").is_file()
+    assert (folder / "metrics.json").is_file() and not (folder / "figure.png").exists()
 
 
 @pytest.mark.parametrize("text,message", [

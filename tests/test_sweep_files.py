@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pnpkit import bench
 from pnpkit.plugins import get_manager
+from pnpkit_bench import sweep as bench
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "benchmarks" / "sweeps").glob("*.toml"))

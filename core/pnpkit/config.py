@@ -48,7 +48,12 @@ class ConfigError(ValueError):
     """A configuration is invalid; the message names the key and the fix."""
 
 
-def _unknown(key: str, valid: set[str] | list[str], where: str) -> ConfigError:
+def unknown_key(key: str, valid: set[str] | list[str], where: str) -> ConfigError:
+    """The error for an unknown ``key`` in ``where``, naming the closest valid key and all of them.
+
+    >>> print(unknown_key("sede", {"seed", "output"}, "the configuration"))
+    unknown key 'sede' in the configuration. Did you mean 'seed'? Valid keys: output, seed.
+    """
     return ConfigError(f"unknown key {key!r} in {where}.{suggest(key, valid)} "
                        f"Valid keys: {', '.join(sorted(valid))}.")
 
@@ -105,7 +110,7 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfi
     raw = copy.deepcopy(raw)
     for key in raw:
         if key not in TOP_KEYS:
-            raise _unknown(key, TOP_KEYS, "the configuration")
+            raise unknown_key(key, TOP_KEYS, "the configuration")
     for key, value in DEFAULTS.items():
         raw.setdefault(key, copy.deepcopy(value))
     if "output" not in raw:
@@ -126,7 +131,7 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfi
     if "dataset" not in data:
         for key in data:
             if key not in DATA_KEYS:
-                raise _unknown(key, DATA_KEYS, "[data]")
+                raise unknown_key(key, DATA_KEYS, "[data]")
     if not isinstance(raw["metrics"], list):
         raise ConfigError("metrics must be a list, e.g. metrics = [\"psnr\", \"ssim\"]")
     if raw["dtype"] not in ("float32", "float64"):

@@ -130,20 +130,36 @@ def sample_item(name: str, size: int | None = None, channels: int | None = None)
 
 def save_signal(signal: Tensor, path: Path, kind: str, sample_rate: int | None = None) -> Path:
     """Write a (C, *spatial) signal in [-1, 1] as PNG (images) or WAV (audio)."""
-    arr = signal.detach().cpu().float().numpy()
     if kind == "audio":
         import soundfile
 
         path = path.with_suffix(".wav")
+        arr = signal.detach().cpu().float().numpy()
         soundfile.write(str(path), np.clip(arr.T, -1, 1), int(sample_rate or 16000), subtype="FLOAT")
         return path
     from PIL import Image
 
     path = path.with_suffix(".png")
-    img = np.clip((arr + 1) / 2, 0, 1)
-    img = (np.moveaxis(img, 0, -1) * 255 + 0.5).astype(np.uint8)
+    img = image_array(signal)
     Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(path)
     return path
+
+
+def image_array(signal: Tensor) -> np.ndarray:
+    """A (C, H, W) image in [-1, 1] as the (H, W, C) ``uint8`` array it is saved and shown as.
+
+    The one image renderer: :func:`save_signal`'s PNGs and every figure go through it, so a
+    picture in a report is the PNG beside it. Values outside [-1, 1] are clipped.
+
+    :param torch.Tensor signal: (C, H, W), any real dtype and device.
+    :return: (H, W, C) ``numpy.uint8`` array, values rounded to the nearest of 0..255.
+
+    >>> import torch
+    >>> image_array(torch.tensor([[[-1.0, 0.0, 2.0]]])).tolist()
+    [[[0], [128], [255]]]
+    """
+    arr = np.clip((signal.detach().cpu().float().numpy() + 1) / 2, 0, 1)
+    return (np.moveaxis(arr, 0, -1) * 255 + 0.5).astype(np.uint8)
 
 
 def is_image_like(t: Tensor) -> bool:

@@ -6,14 +6,14 @@ the exact tensor as safetensors), the measurement, the reference, ``metrics.json
 fully resolved configuration: running it again reproduces every result bit for bit on the
 same machine), ``manifest.json`` (written after each finished item) and ``metrics.json``
 (means and standard deviations). A run that is killed and started again skips the items the
-manifest lists as finished.
+manifest lists as finished. The folder, its fingerprint and the atomic writes are
+:mod:`pnpkit.runs`'s. ``figure.png`` is drawn by whichever plugin implements the
+``render_item`` hook (``pnpkit-bench`` does); with none installed the figure is skipped.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -27,12 +27,9 @@ from .data import Item, is_image_like, load_items, save_signal
 from .metrics import compute
 from .plugins import check_settings, get_manager
 from .priors import torch_dtype
+from .runs import Distributed, OutputFolder, fingerprint, write_json
 
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False))
-    os.replace(tmp, path)  # atomic: a kill never leaves a half-written file
+__all__ = ["Distributed", "Pipeline", "run"]  # Distributed: re-exported from pnpkit.runs
 
 
 def _drop_none(obj: Any) -> Any:
@@ -43,47 +40,14 @@ def _drop_none(obj: Any) -> Any:
     return obj
 
 
-class Distributed:
-    """The torch.distributed group of a ``torchrun`` launch (a single process otherwise)."""
-
-    def __init__(self) -> None:
-        import torch.distributed as dist
-
-        self.dist = dist
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.owned = False
-        if self.world > 1 and not dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            dist.init_process_group(backend)
-            self.owned = True
-
-    def gather(self, obj: Any) -> list[Any]:
-        if self.world == 1:
-            return [obj]
-        out: list[Any] = [None] * self.world
-        self.dist.all_gather_object(out, obj)
-        return out
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            self.dist.barrier()
-
-    def close(self) -> None:
-        if self.owned:
-            self.dist.destroy_process_group()
-
-
 class Pipeline:
     """Builds the components a configuration names and runs them over its items."""
 
     def __init__(self, config: PipelineConfig, output: str | Path | None = None) -> None:
         self.config = config
         raw = config.raw
-        self.output = Path(output or raw["output"])
-        if not self.output.is_absolute() and output is None:
-            self.output = config.base_dir / self.output
+        self.folder = OutputFolder.resolve(output, raw["output"], config.base_dir)
+        self.output = self.folder.path
         self.group = Distributed()
         self.device = torch.device(raw["device"])
         if self.device.type == "cuda" and self.group.world > 1:
@@ -99,29 +63,16 @@ class Pipeline:
         check_settings(self._op_component.factory, self.op_settings,
                        f"operator {self._op_component.name!r}")
         self.prior_settings = {k: v for k, v in raw["prior"].items() if k != "name"}
-        self.prior = self._build(self._prior_component, self.prior_settings, shape=None)
+        self.prior = self._prior_component.build(self.prior_settings, device=str(self.device),
+                                                 dtype=raw["dtype"])
         self._operators: dict[tuple[int, ...], Any] = {}
 
     # -- components ---------------------------------------------------------------------------
-    def _build(self, component: Any, settings: dict[str, Any], shape: tuple[int, ...] | None) -> Any:
-        import inspect
-
-        try:
-            params = inspect.signature(component.factory).parameters
-        except (TypeError, ValueError):
-            params = {}
-        extra: dict[str, Any] = {}
-        if "shape" in params and shape is not None:
-            extra["shape"] = shape
-        if "device" in params:
-            extra["device"] = str(self.device)
-        if "dtype" in params:
-            extra["dtype"] = self.config.raw["dtype"]
-        return component.create(**settings, **extra)
-
     def operator_for(self, shape: tuple[int, ...]) -> Any:
+        """The configured operator for items of ``shape`` (C, *spatial), built once per shape."""
         if shape not in self._operators:
-            self._operators[shape] = self._build(self._op_component, self.op_settings, shape)
+            self._operators[shape] = self._op_component.build(
+                self.op_settings, shape=shape, device=str(self.device), dtype=self.config.raw["dtype"])
         return self._operators[shape]
 
     def resolved(self) -> dict[str, Any]:
@@ -148,40 +99,36 @@ class Pipeline:
 
         group = self.group
         resolved = self.resolved()
-        fingerprint = hashlib.sha256(json.dumps({k: v for k, v in resolved.items() if k != "output"},
-                                                sort_keys=True).encode()).hexdigest()[:16]
-        manifest_path = self.output / "manifest.json"
+        stamp = fingerprint(resolved)
+        manifest_path = self.folder.stamp
         done: dict[str, Any] = {}
         error: str | None = None
         if group.rank == 0:
-            self.output.mkdir(parents=True, exist_ok=True)
-            if manifest_path.exists() and overwrite:
-                for shard in self.output.glob("manifest.rank*.json"):
-                    shard.unlink()
-            elif manifest_path.exists():
-                old = json.loads(manifest_path.read_text())
-                if old.get("fingerprint") != fingerprint:
-                    error = (f"{self.output} holds a run of a different configuration; pass "
-                             "--overwrite to replace it, or choose another output folder (-o DIR)")
-                else:
-                    done = old["items"]
+            try:
+                old = self.folder.claim(stamp, overwrite)
+            except ConfigError as exc:
+                error = str(exc)
+            else:
+                if overwrite and manifest_path.exists():
+                    self.folder.remove("manifest.rank*.json")
+                done = dict(old["items"]) if old else {}
             # Shards of an interrupted distributed run hold items finished since the merge.
-            for shard in sorted(self.output.glob("manifest.rank*.json")):
+            for shard in sorted(self.output.glob("manifest.rank*.json")) if error is None else []:
                 part = json.loads(shard.read_text())
-                if part.get("fingerprint") == fingerprint:
+                if part.get("fingerprint") == stamp:
                     done.update(part["items"])
         # Every rank learns what rank 0 found, so all stop together on a refused folder.
         error, done = group.gather((error, done))[0]
         if error:
             raise ConfigError(error)
         if group.rank == 0:
-            _write_json(self.output / "config.json", resolved)
+            write_json(self.output / "config.json", resolved)
             import tomli_w
 
             (self.output / "config.toml").write_text(
                 "# Fully resolved by pnpkit; `pnpkit run` on this file reproduces the run.\n"
                 + tomli_w.dumps(_drop_none(resolved)))
-            _write_json(manifest_path, {"fingerprint": fingerprint, "items": done})
+            write_json(manifest_path, {"fingerprint": stamp, "items": done})
         items = load_items(self.config.section("data"), self.config.base_dir)
         todo = [(i, it) for i, it in enumerate(items)
                 if done.get(it.id, {}).get("status") != "done" and i % group.world == group.rank]
@@ -191,23 +138,20 @@ class Pipeline:
         for index, item in tqdm(todo, desc=f"items (rank {group.rank})" if group.world > 1 else "items",
                                 disable=not progress or len(items) < 2):
             mine[item.id] = self.solve_item(index, item, progress=progress and group.world == 1)
-            _write_json(shard_path, {"fingerprint": fingerprint, "items": mine})
+            write_json(shard_path, {"fingerprint": stamp, "items": mine})
         merged = dict(done)
         for part in group.gather(mine):
             merged.update(part)
         summary = self.summarise({"items": merged}, [it.id for it in items])
         if group.rank == 0:
-            _write_json(manifest_path, {"fingerprint": fingerprint, "items": merged})
-            for shard in self.output.glob("manifest.rank*.json"):
-                shard.unlink()
-            _write_json(self.output / "metrics.json", summary)
+            write_json(manifest_path, {"fingerprint": stamp, "items": merged})
+            self.folder.remove("manifest.rank*.json")
+            write_json(self.output / "metrics.json", summary)
         group.barrier()
         return summary
 
     def solve_item(self, index: int, item: Item, progress: bool = False) -> dict[str, Any]:
         from safetensors.torch import save_file
-
-        from .figures import run_figure
 
         raw = self.config.raw
         x = item.signal[None].to(self.device, self.dtype)
@@ -248,14 +192,16 @@ class Pipeline:
             panels.append((f"pseudo-inverse ({label})", pinv[0]))
         label = f"{self.solver.name} ({', '.join(f'{k} {v:.2f}' for k, v in metrics.items() if '/' not in k)})"
         panels += [(label, result.x[0]), ("reference", x[0])]
-        run_figure(folder / "figure.png", panels, result.history, item.kind, rate,
-                   item.channel_names)
+        # Drawing is a plugin's (pnpkit-bench): the core does not depend on matplotlib.
+        get_manager().pm.hook.render_item(path=folder / "figure.png", panels=panels,
+                                          history=result.history, kind=item.kind,
+                                          sample_rate=rate, channel_names=item.channel_names)
         record = {"status": "done", "index": index, "metrics": metrics,
                   "pseudo_inverse_metrics": baseline, "nfe": result.nfe,
                   "wall_time": result.wall_time, "iterations": result.iterations,
                   "seconds_total": time.perf_counter() - start}
-        _write_json(folder / "history.json", result.history)
-        _write_json(folder / "metrics.json", record)
+        write_json(folder / "history.json", result.history)
+        write_json(folder / "metrics.json", record)
         return record
 
     @staticmethod

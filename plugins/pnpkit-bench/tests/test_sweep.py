@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pnpkit import bench
 from pnpkit.config import ConfigError
+from pnpkit.plugins import PluginManager, reset_manager
+from pnpkit_bench import sweep as bench
+from pnpkit_bench.memory import PeakMemory
 
 SWEEP = """
 output = "{out}"
@@ -106,6 +108,18 @@ def test_interrupted_sweep_resumes_only_missing_rows(toy_site, tmp_path):
     assert recomputed and len(recomputed) < len(stamps), "only the missing rows are solved again"
 
 
+def test_a_different_sweep_in_the_same_folder_is_refused(toy_site, tmp_path):
+    path = write(tmp_path)
+    first = bench.run(path, progress=False)
+    path.write_text(SWEEP.format(out="sweep").replace("seeds = [0, 1]", "seeds = [0]"))
+    with pytest.raises(ConfigError, match="sweep holds a run of a different configuration; "
+                                          "pass --overwrite to replace it"):
+        bench.run(path, progress=False)
+    assert len(read(tmp_path / "sweep" / "rows.csv")) == len(first), "the refused folder is untouched"
+    again = bench.run(path, overwrite=True, progress=False)
+    assert len(again) == len(first) // 2 and {r["seed"] for r in again} == {"0"}
+
+
 def test_sweep_validation(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('output = "o"\nrefrence = "x"\n')
@@ -117,9 +131,9 @@ def test_sweep_validation(tmp_path):
         bench.load_sweep(path)
 
 
-def test_torchrun_sweep_matches_single_process(toy_site, tmp_path):
+def test_torchrun_sweep_matches_single_process(bench_site, tmp_path):
     path = write(tmp_path)
-    env = dict(os.environ, PYTHONPATH=str(toy_site), PNPKIT_LOAD_PLUGINS="toy")
+    env = dict(os.environ, PYTHONPATH=str(bench_site), PNPKIT_LOAD_PLUGINS="toy,bench")
     one = subprocess.run([sys.executable, "-m", "pnpkit", "bench", str(path), "-q", "-o", str(tmp_path / "one")],
                          env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
@@ -139,7 +153,7 @@ def test_peak_memory_follows_live_tensors_on_cpu():
 
     seen = []
     for n in (50, 10, 50):  # a second, equal peak must be measured again, not hidden by reuse
-        with bench.PeakMemory(torch.device("cpu")) as mem:
+        with PeakMemory(torch.device("cpu")) as mem:
             blocks = [torch.ones(n, 2**18) for _ in range(2)]  # 2 n MiB
             del blocks
         seen.append(mem.peak_mb)
@@ -173,7 +187,10 @@ name = "pinv"
 """
 
 
-def test_audio_sweep_gets_the_sample_rate_and_a_column_per_stem(toy_site, tmp_path):
+def test_audio_sweep_gets_the_sample_rate_and_a_column_per_stem(toy_site, monkeypatch, tmp_path):
+    # si_snri_msdm is the MSDM plugin's metric
+    monkeypatch.setenv("PNPKIT_LOAD_PLUGINS", "toy,msdm")
+    reset_manager(PluginManager())
     path = tmp_path / "audio.toml"
     path.write_text(AUDIO_SWEEP)
     rows = bench.run(path, progress=False)

@@ -1,4 +1,5 @@
-"""Pictures of a run: measurement / result / reference panels and the convergence plot."""
+"""The figure of one ``pnpkit run`` item: measurement / result / reference panels (images or
+spectrograms) and the convergence plot; drawn through the ``render_item`` hook."""
 
 from __future__ import annotations
 
@@ -8,16 +9,25 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from .data import is_image_like
+from pnpkit.data import image_array, is_image_like
+
+__all__ = ["run_figure", "show_image"]
 
 
-def _show_image(ax: Any, t: Tensor, title: str) -> None:
-    arr = np.clip((t.detach().cpu().float().numpy() + 1) / 2, 0, 1)
-    if arr.shape[0] == 1:
-        ax.imshow(arr[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+def show_image(ax: Any, t: Tensor, title: str | None = None) -> None:
+    """Draw a (C, H, W) image in [-1, 1] on ``ax`` exactly as its PNG is saved, axes off.
+
+    :param ax: a matplotlib axes.
+    :param torch.Tensor t: one or three channels.
+    :param title: the panel's title (9 pt), or None to leave the title alone.
+    """
+    img = image_array(t)
+    if img.shape[-1] == 1:
+        ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     else:
-        ax.imshow(np.moveaxis(arr, 0, -1), interpolation="nearest")
-    ax.set_title(title, fontsize=9)
+        ax.imshow(img, interpolation="nearest")
+    if title is not None:
+        ax.set_title(title, fontsize=9)
     ax.axis("off")
 
 
@@ -81,6 +91,16 @@ def run_figure(path: Path, panels: list[tuple[str, Tensor]], history: list[dict[
     Multi-channel audio (separated sources) gets a grid instead: the single-channel panels
     (the mixture) and the convergence plot on the first row, then one row per channel with
     a column per multi-channel panel (estimate, reference, ...), on one colour scale.
+
+    :param pathlib.Path path: the PNG to write.
+    :param panels: ``(title, signal)`` pairs, each signal (C, *spatial) in [-1, 1]; image
+        panels that cannot be shown as a picture (complex, other channel counts) are left out.
+    :param history: the solver's ``Result.history`` (``stage``, ``iteration``, ``residual``
+        and, when a reference was given, ``psnr`` per record).
+    :param str kind: ``"image"`` or ``"audio"``.
+    :param sample_rate: audio's sample rate (the spectrograms' axes), or None.
+    :param channel_names: audio's stem names, one per channel, or None.
+    :return: ``path``.
     """
     import matplotlib
 
@@ -96,7 +116,7 @@ def run_figure(path: Path, panels: list[tuple[str, Tensor]], history: list[dict[
         if kind == "audio":
             _show_spectrogram(ax, sig, title, sample_rate)
         else:
-            _show_image(ax, sig, title)
+            show_image(ax, sig, title)
     _plot_history(axes[0][-1], history)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

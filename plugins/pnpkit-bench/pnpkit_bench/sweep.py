@@ -1,0 +1,319 @@
+"""``pnpkit bench SWEEP.toml``: tasks x noise levels x solvers x priors x seeds over a dataset.
+
+Every solver, ours and the peers registered from deepinv, goes through the same ``solve``
+call on the same prior, operator, measurement and seed, and is measured the same way:
+quality (the sweep's metrics), wall time, NFE and peak memory (:mod:`pnpkit_bench.memory`).
+The sweep file's format is in this package's README. The output folder is a
+:class:`pnpkit.runs.OutputFolder` stamped by ``sweep.json``: an interrupted sweep resumes
+where it stopped, a different sweep is refused unless ``--overwrite`` is given. Under
+``torchrun`` the rows are sharded over ranks and rank 0 merges them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pnpkit import operators as ops
+from pnpkit.config import ConfigError, unknown_key
+from pnpkit.data import Item, load_items
+from pnpkit.metrics import compute
+from pnpkit.plugins import get_manager
+from pnpkit.priors import torch_dtype
+from pnpkit.runs import Distributed, OutputFolder, fingerprint, write_json
+
+from .memory import PeakMemory
+
+__all__ = ["COLUMNS", "Case", "Sweep", "load_sweep", "metric_columns", "reconstruction_name",
+           "run"]
+
+SWEEP_KEYS = {"output", "metrics", "seeds", "reference", "device", "dtype", "data", "tasks",
+              "priors", "solvers"}
+TASK_KEYS = {"name", "operator", "noise", "settings"}
+PRIOR_KEYS = {"name", "label", "settings"}
+SOLVER_KEYS = {"name", "label", "settings", "per_task"}
+#: The columns of ``rows.csv`` before the metrics'; the first six are a row's key.
+COLUMNS = ["task", "noise", "prior", "solver", "seed", "item", "status", "wall_time", "nfe",
+           "peak_memory_mb"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of a sweep: a task at a noise level, a prior, a solver, a seed and an item."""
+
+    task: dict[str, Any]
+    noise: float
+    prior: dict[str, Any]
+    solver: dict[str, Any]
+    seed: int
+    index: int
+    item: str
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The row's first six ``rows.csv`` cells: what a resumed sweep recognises it by."""
+        return (self.task["name"], f"{self.noise:g}", self.prior["label"], self.solver["label"],
+                str(self.seed), self.item)
+
+
+def row_key(row: dict[str, str]) -> tuple[str, ...]:
+    """The :attr:`Case.key` of a ``rows.csv`` row."""
+    return tuple(row[c] for c in COLUMNS[:6])
+
+
+def reconstruction_name(key: tuple[str, ...]) -> str:
+    """The file name (without ``.safetensors``) of a row's reconstruction.
+
+    >>> reconstruction_name(("sr4", "0.05", "default-grey32", "dcdp v2", "0", "img0"))
+    'sr4__0.05__default-grey32__dcdp_v2__0__img0'
+    """
+    return "__".join(safe_name(k) for k in key)
+
+
+def safe_name(s: str) -> str:
+    """``s`` with every character but letters, digits, ``-`` and ``.`` replaced by ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in s)
+
+
+def load_sweep(path: str | Path) -> dict[str, Any]:
+    """Read and check a sweep file (unknown keys name the closest valid one).
+
+    :param path: the TOML file.
+    :return: the sweep with its defaults filled in and ``_base_dir``, the file's folder.
+    :raises pnpkit.config.ConfigError: a missing file, an unknown key, a missing entry.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file {str(path)!r} does not exist")
+    raw = tomllib.loads(path.read_text())
+    for key in raw:
+        if key not in SWEEP_KEYS:
+            raise unknown_key(key, SWEEP_KEYS, "the sweep")
+    for section, keys in (("tasks", TASK_KEYS), ("priors", PRIOR_KEYS), ("solvers", SOLVER_KEYS)):
+        entries = raw.get(section)
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(f"the sweep needs at least one [[{section}]] entry")
+        for entry in entries:
+            for key in entry:
+                if key not in keys:
+                    raise unknown_key(key, keys, f"[[{section}]]")
+            if "name" not in entry or (section == "tasks" and "operator" not in entry):
+                raise ConfigError(f"each [[{section}]] entry needs a name"
+                                  + (" and an operator" if section == "tasks" else ""))
+            entry.setdefault("label", entry["name"])
+            entry.setdefault("settings", {})
+    labels = [s["label"] for s in raw["solvers"]]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"solver labels must be unique, got {labels}")
+    if "output" not in raw or "data" not in raw:
+        raise ConfigError("the sweep needs output = \"...\" and a [data] table")
+    raw.setdefault("metrics", ["psnr"])
+    raw.setdefault("seeds", [0])
+    raw.setdefault("device", "cpu")
+    raw.setdefault("dtype", "float32")
+    for task in raw["tasks"]:
+        noise = task.get("noise", [0.0])
+        task["noise"] = [float(v) for v in (noise if isinstance(noise, list) else [noise])]
+    if raw.get("reference") is not None and raw["reference"] not in labels:
+        raise ConfigError(f"reference {raw['reference']!r} is not a solver label; labels: {labels}")
+    raw["_base_dir"] = str(path.parent.resolve())
+    return raw
+
+
+def metric_columns(names: list[str], items: list[Item]) -> list[str]:
+    """The CSV columns the named metrics fill: per-stem metrics add ``name/<stem>`` columns."""
+    if not items:
+        return list(names)
+    item = items[0]
+    ref = item.signal[None].float()
+    return list(compute(names, ref, ref, sample_rate=item.sample_rate,
+                        channel_names=item.channel_names))
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a ``rows.csv`` (none when it does not exist)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class Sweep:
+    """Runs a loaded sweep (see :func:`load_sweep`) into its output folder.
+
+    :param dict sweep: a sweep from :func:`load_sweep`.
+    :param output: the ``-o DIR`` folder, or None for the sweep's ``output``.
+    """
+
+    def __init__(self, sweep: dict[str, Any], output: str | Path | None = None) -> None:
+        self.sweep = sweep
+        self.folder = OutputFolder.resolve(output, sweep["output"], Path(sweep["_base_dir"]),
+                                           stamp="sweep.json")
+        self.output = self.folder.path
+        self.group = Distributed()
+        self.device = torch.device(sweep["device"])
+        self.dtype = torch_dtype(sweep["dtype"])
+        self.manager = get_manager()
+        self.items = load_items(dict(sweep["data"]), Path(sweep["_base_dir"]))
+        self._priors: dict[str, Any] = {}
+        self._operators: dict[tuple[Any, ...], Any] = {}
+
+    # -- building ------------------------------------------------------------------------------
+    def cases(self) -> list[Case]:
+        """Every row of the sweep, in the order of ``rows.csv``."""
+        return [Case(task, noise, prior, solver, int(seed), i, item.id)
+                for task in self.sweep["tasks"] for noise in task["noise"]
+                for prior in self.sweep["priors"] for solver in self.sweep["solvers"]
+                for seed in self.sweep["seeds"] for i, item in enumerate(self.items)]
+
+    def _prior(self, entry: dict[str, Any]) -> Any:
+        if entry["label"] not in self._priors:
+            comp = self.manager.get("prior", entry["name"])
+            self._priors[entry["label"]] = comp.build(entry["settings"], device=str(self.device),
+                                                      dtype=self.sweep["dtype"])
+        return self._priors[entry["label"]]
+
+    def _operator(self, task: dict[str, Any], noise: float, shape: tuple[int, ...]) -> Any:
+        key = (task["name"], noise, shape)
+        if key not in self._operators:
+            comp = self.manager.get("operator", task["operator"])
+            self._operators[key] = comp.build({**task["settings"], "sigma_y": noise}, shape=shape,
+                                              device=str(self.device), dtype=self.sweep["dtype"])
+        return self._operators[key]
+
+    def _solver(self, entry: dict[str, Any], task: str, noise: float) -> Any:
+        settings = dict(entry["settings"])
+        per_task = entry.get("per_task", {})
+        settings.update(per_task.get(task, {}))
+        if noise > 0:
+            settings.update(per_task.get(f"{task}:noisy", {}))
+        cls = self.manager.get("solver", entry["name"]).factory
+        return cls.from_dict({"name": cls.name, **settings})
+
+    # -- running -------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """The sweep's :func:`pnpkit.runs.fingerprint` (its output folder left out)."""
+        return fingerprint(self.sweep, exclude=("output", "_base_dir"))
+
+    def run(self, overwrite: bool = False, progress: bool = True) -> list[dict[str, str]]:
+        """Solve every row not in ``rows.csv`` yet, write the reports, return every row."""
+        try:
+            return self._run(overwrite, progress)
+        finally:
+            self.group.close()
+
+    def _run(self, overwrite: bool, progress: bool) -> list[dict[str, str]]:
+        from tqdm.auto import tqdm
+
+        from .report import write_reports
+
+        group = self.group
+        out = self.output
+        error = None
+        if group.rank == 0:
+            try:
+                self.folder.claim(self.fingerprint(), overwrite)
+            except ConfigError as exc:
+                error = str(exc)
+            else:
+                if overwrite:
+                    self.folder.remove("rows*.csv", "histories*.jsonl")
+                write_json(self.folder.stamp, {
+                    "fingerprint": self.fingerprint(),
+                    "sweep": {k: v for k, v in self.sweep.items() if k != "_base_dir"}})
+        # Every rank learns what rank 0 found, so all stop together on a refused folder.
+        error = group.gather(error)[0]
+        if error:
+            raise ConfigError(error)
+        done = {row_key(r) for f in out.glob("rows*.csv") for r in read_rows(f)}
+        metric_names = list(self.sweep["metrics"])
+        columns = COLUMNS + metric_columns(metric_names, self.items)
+        suffix = "" if group.world == 1 else f".rank{group.rank}"
+        rows_path, hist_path = out / f"rows{suffix}.csv", out / f"histories{suffix}.jsonl"
+        todo = [c for i, c in enumerate(self.cases())
+                if c.key not in done and i % group.world == group.rank]
+        new_file = not rows_path.exists()
+        (out / "reconstructions").mkdir(exist_ok=True)
+        with rows_path.open("a", newline="") as fr, hist_path.open("a") as fh:
+            writer = csv.DictWriter(fr, fieldnames=columns)
+            if new_file:
+                writer.writeheader()
+            for case in tqdm(todo, desc="bench", disable=not progress):
+                row, history = self._solve(case, metric_names)
+                writer.writerow(row)
+                fr.flush()
+                fh.write(json.dumps({"key": list(case.key), "history": history}) + "\n")
+                fh.flush()
+        group.barrier()
+        if group.rank == 0:
+            self._merge(columns)
+            write_reports(out, read_rows(out / "rows.csv"), self.sweep, self.items)
+        group.barrier()
+        return read_rows(out / "rows.csv")
+
+    def _merge(self, columns: list[str]) -> None:
+        out = self.output
+        rows = {row_key(r): r for f in sorted(out.glob("rows*.csv")) for r in read_rows(f)}
+        order = {c.key: i for i, c in enumerate(self.cases())}
+        merged = sorted(rows.values(), key=lambda r: order.get(row_key(r), 1 << 30))
+        tmp = out / "rows.csv.tmp"
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns)
+            w.writeheader()
+            for r in merged:
+                w.writerow({c: r.get(c, "") for c in columns})
+        os.replace(tmp, out / "rows.csv")
+        hist = [line for f in sorted(out.glob("histories.rank*.jsonl"))
+                for line in f.read_text().splitlines()]
+        if hist:
+            with (out / "histories.jsonl").open("a") as fh:
+                fh.write("\n".join(hist) + "\n")
+        self.folder.remove("rows.rank*.csv", "histories.rank*.jsonl")
+
+    def _solve(self, case: Case, metric_names: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        from safetensors.torch import save_file
+
+        row: dict[str, Any] = dict(zip(COLUMNS[:6], case.key))
+        item = self.items[case.index]
+        x = item.signal[None].to(self.device, self.dtype)
+        try:
+            prior = self._prior(case.prior)
+            op = self._operator(case.task, case.noise, tuple(item.signal.shape))
+            solver = self._solver(case.solver, case.task["name"], case.noise)
+            g = torch.Generator(device=self.device).manual_seed(case.seed * 100003 + case.index)
+            y = ops.measure(op, x, g)
+            with PeakMemory(self.device) as mem:
+                result = solver.solve(y, op, prior, generator=g, reference=x)
+        except Exception as exc:  # a solver that does not apply is a row, not a crash
+            row.update(status=f"error: {type(exc).__name__}: {exc}"[:300], wall_time="", nfe="",
+                       peak_memory_mb="")
+            return row, []
+        values = compute(metric_names, result.x.to(x.dtype), x, sample_rate=item.sample_rate,
+                         channel_names=item.channel_names)
+        row.update(status="ok", wall_time=f"{result.wall_time:.4f}", nfe=result.nfe,
+                   peak_memory_mb=f"{mem.peak_mb:.2f}")
+        row.update({k: f"{v[0]:.4f}" for k, v in values.items()})
+        tensors = {"x": result.x[0].detach().float().cpu().contiguous()}
+        if not y.is_complex():
+            tensors["y"] = y[0].detach().float().cpu().contiguous()
+        save_file(tensors, self.output / "reconstructions" / f"{reconstruction_name(case.key)}.safetensors")
+        return row, result.history
+
+
+def run(path: str | Path, output: str | Path | None = None, overwrite: bool = False,
+        progress: bool = True) -> list[dict[str, str]]:
+    """Run the sweep in ``path``; return every row of its ``rows.csv``.
+
+    :param path: the sweep file.
+    :param output: the output folder, or None for the sweep's ``output`` (relative to the file).
+    :param bool overwrite: replace a different sweep's results in the folder.
+    :param bool progress: show a progress bar.
+    """
+    return Sweep(load_sweep(path), output).run(overwrite=overwrite, progress=progress)

@@ -1,0 +1,98 @@
+"""The plugin: the ``bench`` command through ``register_commands``, figures through ``render_item``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pnpkit.plugins import get_manager
+
+
+def test_bench_is_a_plugin_command(bench_site, tmp_path, capsys):
+    from pnpkit.cli import build_parser, main
+
+    assert "bench" in build_parser().format_help()
+    assert get_manager().plugins["bench"].error is None
+    assert get_manager().plugins["bench"].hooks == ["register_commands", "render_item"]
+    path = tmp_path / "s.toml"
+    path.write_text('output = "o"\nmetrics = ["mse"]\n[data]\ndataset = "toy-images"\ncount = 1\n'
+                    '[[tasks]]\nname = "t"\noperator = "toy-mask"\n[[priors]]\nname = "toy-gauss"\n'
+                    '[[solvers]]\nname = "pinv"\n[[solvers]]\nname = "pgd"\nsettings = { iterations = -1 }\n')
+    assert main(["bench", str(path), "-q"]) == 0
+    assert "2 row(s), 1 not solved; see the sweep output/summary.md and report.html" in capsys.readouterr().out
+    assert (tmp_path / "o" / "report.html").is_file()
+    assert main(["bench", str(tmp_path / "missing.toml")]) == 2
+    assert "pnpkit: error: sweep file" in capsys.readouterr().err
+
+
+def test_plugin_module_imports_nothing_heavy():
+    code = ("import sys, pnpkit_bench.plugin; "
+            "print([m for m in ('matplotlib', 'pnpkit_bench.sweep', 'pnpkit_bench.figures') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def _history(n: int = 5) -> list[dict]:
+    return [{"stage": "iterate", "iteration": k, "residual": 0.5 / (k + 1), "psnr": 20.0 + k}
+            for k in range(n)]
+
+
+def test_render_item_draws_image_panels_and_skips_unshowable_ones(bench_site, tmp_path):
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    panels = [("measurement", torch.rand(1, 16, 16, generator=g) * 2 - 1),
+              ("complex", torch.randn(1, 16, 16, dtype=torch.complex64)),
+              ("result", torch.rand(3, 16, 16, generator=g) * 2 - 1),
+              ("reference", torch.rand(3, 16, 16, generator=g) * 2 - 1)]
+    path = tmp_path / "figure.png"
+    drawn = get_manager().pm.hook.render_item(path=path, panels=panels, history=_history(),
+                                              kind="image", sample_rate=None, channel_names=None)
+    assert drawn is True
+    with Image.open(path) as im:
+        # three shown panels + the convergence plot: (2.6 * 4 + 0.8) x 2.9 inches at 110 dpi
+        assert im.size == (1232, 319)
+
+
+def test_render_item_draws_one_row_per_stem_for_separated_audio(bench_site, tmp_path):
+    from PIL import Image
+
+    t = torch.arange(4096) / 8000
+    mix = torch.sin(2 * torch.pi * 440 * t)[None] * 0.5
+    stems = torch.stack([torch.sin(2 * torch.pi * f * t) * 0.3 for f in (110, 220)])
+    panels = [("mixture", mix), ("estimate", stems), ("reference", stems)]
+    path = tmp_path / "figure.png"
+    assert get_manager().pm.hook.render_item(path=path, panels=panels, history=_history(),
+                                             kind="audio", sample_rate=8000,
+                                             channel_names=["bass", "drums"]) is True
+    with Image.open(path) as im:
+        # 2 columns (max of 2 multi-channel panels, 1 single + the plot) x (1 + 2 stems) rows,
+        # 3.4 x 2.2 inches a cell at 100 dpi
+        assert im.size == (680, 660)
+
+
+def test_show_image_draws_the_saved_png_pixels(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    from pnpkit.data import save_signal
+    from pnpkit_bench.figures import show_image
+
+    img = torch.linspace(-1.2, 1.2, 3 * 4 * 5).reshape(3, 4, 5)
+    fig, ax = plt.subplots()
+    show_image(ax, img, "t")
+    shown = ax.get_images()[0].get_array()
+    plt.close(fig)
+    with Image.open(save_signal(img, tmp_path / "x", "image")) as im:
+        assert np.array_equal(np.asarray(shown), np.asarray(im))
+    # (C, H, W) -> (H, W, C); -1.2 clips to 0, -0.386 -> round(0.307 * 255) = 78, 1.2 clips to 255
+    assert np.asarray(shown)[0, 0].tolist() == [0, 78, 182]
+    assert np.asarray(shown)[-1, -1].tolist() == [73, 177, 255]
