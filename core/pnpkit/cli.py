@@ -1,4 +1,8 @@
-"""The ``pnpkit`` command line: ``plugins``, ``show``, ``run``, ``new-plugin`` and plugins' own."""
+"""The ``pnpkit`` command line: ``plugins``, ``show``, ``run``, ``new-plugin`` and plugins' own.
+
+Nothing heavy is imported here: ``pnpkit --help``, ``--version`` and ``plugins`` run without
+torch; each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
@@ -36,9 +40,11 @@ def _plugins(args: argparse.Namespace) -> int:
     from .plugins import get_manager
 
     infos = list(get_manager().plugins.values())
+    # --strict: a plugin author's CI fails on anything `pnpkit plugins` flags.
+    status = 1 if args.strict and any(i.error or i.warnings for i in infos) else 0
     if args.json:
         print(json.dumps([i.as_dict() for i in infos], indent=2))
-        return 0
+        return status
     rows = []
     for info in infos:
         comps = ", ".join(f"{k}:{n}" for k, n in info.components) or "-"
@@ -50,7 +56,9 @@ def _plugins(args: argparse.Namespace) -> int:
         print(f"{a:<{w0}}  {b:<{w1}}  {c}")
         if info.error:
             print(f"{'':<{w0}}  ERROR: {info.error}")
-    return 0
+        for warning in info.warnings:
+            print(f"{'':<{w0}}  WARNING: {warning}")
+    return status
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -60,7 +68,7 @@ def _show(args: argparse.Namespace) -> int:
     from .plugins import get_manager
 
     comp = get_manager().get(args.kind, args.name)
-    print(f"{comp.kind} {comp.name!r} from plugin {comp.plugin!r}")
+    print(f"{comp.kind} {comp.name!r} from plugin {comp.plugin!r} (qualified name {comp.qualified!r})")
     for k, v in comp.metadata.items():
         print(f"  {k}: {v}")
     print("settings (defaults):")
@@ -84,16 +92,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from . import bench
-
-    rows = bench.run(args.sweep, output=args.output, overwrite=args.overwrite, progress=not args.quiet)
-    bad = [r for r in rows if r["status"] != "ok"]
-    print(f"{len(rows)} row(s), {len(bad)} not solved; see {args.output or 'the sweep output'}"
-          "/summary.md and report.html")
-    return 0
-
-
 def _new_plugin(args: argparse.Namespace) -> int:
     from .template import render_plugin
 
@@ -113,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = cli.command("plugins", help="list installed plugins, their components and load errors",
                     run=_plugins)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when any plugin has an error or a warning (for a plugin's CI)")
     p = cli.command("show", help="show a component's settings and documentation", run=_show)
     p.add_argument("kind", choices=list(KINDS))
     p.add_argument("name")
@@ -124,12 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run of a different configuration in the output folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p = cli.command("bench", help="run a benchmark sweep (tasks x noise x solvers x priors x seeds)",
-                    run=_bench)
-    p.add_argument("sweep", type=Path)
-    p.add_argument("-o", "--output", help="output folder (default: the sweep's `output`)")
-    p.add_argument("--overwrite", action="store_true", help="replace a different sweep's results")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p = cli.command("new-plugin", help="create a plugin package that passes its own tests",
                     run=_new_plugin)
     p.add_argument("name", help="short name, e.g. 'mysolver' (package pnpkit-mysolver)")
@@ -140,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["--version"]:
+        # Answered before any plugin loads: a broken plugin cannot hide the version.
+        from . import __version__
+
+        print(f"pnpkit {__version__}")
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

@@ -1,11 +1,20 @@
 """The hooks a pnpkit plugin implements.
 
-A plugin is a module named by an entry point in the ``pnpkit`` group; it marks its hook
-implementations with :data:`pnpkit.hookimpl`. Each ``register_*`` hook is called with a
-``register(name, factory, **metadata)`` callback. A factory is any callable that builds the
-component from keyword settings (a class is fine); metadata (``description``, ``tasks``, ...)
-is shown by ``pnpkit plugins``. Keep the module cheap to import: import deepinv, diffusers
-and other heavy libraries inside the factories, not at module level.
+A plugin is a module (or a class, or an object) named by an entry point in the ``pnpkit``
+group; it marks its hook implementations with :data:`pnpkit.hookimpl`, pluggy's options
+included (``specname="register_solvers"`` for a function of another name, ``tryfirst``,
+``trylast``). A function named like a hook but left unmarked is reported by ``pnpkit plugins``;
+a marked one whose name is no hook below fails the plugin's load, with the closest hook named.
+
+Each ``register_*`` hook is called with a ``register(name, factory, **metadata)`` callback.
+``name`` is the component's bare name (no ``:``); the component is also reachable as
+``plugin:name`` (the entry point's name), which is what a configuration must use when two
+plugins register the same bare name. A factory is any callable that builds the component from
+keyword settings (a class is fine), or a reference string ``"module:attr"`` to one, imported
+when the component is first used. Metadata (``description``, ``paper``, ``presets``, ...) is
+shown by ``pnpkit plugins`` / ``pnpkit show``. Registering must stay cheap, since listing plugins
+runs every ``register_*`` hook: give factories as references (or import inside the factory) so
+that torch, deepinv and diffusers are not imported to list them.
 """
 
 from __future__ import annotations
@@ -37,6 +46,11 @@ def register_operators(register: Register) -> None:
 @hookspec
 def register_datasets(register: Register) -> None:
     """Register datasets: ``register(name, factory, **metadata)``; the factory returns a list of items."""
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register metrics: ``register(name, fn, **metadata)``, ``fn(x, ref[, sample_rate]) -> (B,) or (B, K)``."""
 
 
 @hookspec(firstresult=True)

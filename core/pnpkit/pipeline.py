@@ -57,8 +57,9 @@ class Pipeline:
         self._op_component = manager.get("operator", raw["operator"]["name"])
         self._prior_component = manager.get("prior", raw["prior"]["name"])
         solver_cfg = dict(raw["solver"])
-        solver_cls = manager.get("solver", solver_cfg["name"]).factory
-        self.solver = solver_cls.from_dict(solver_cfg)
+        solver_comp = manager.get("solver", solver_cfg["name"])
+        # A qualified name (plugin:name) finds the component; the solver knows its bare name.
+        self.solver = solver_comp.factory.from_dict({**solver_cfg, "name": solver_comp.name})
         self.op_settings = {k: v for k, v in raw["operator"].items() if k != "name"}
         check_settings(self._op_component.factory, self.op_settings,
                        f"operator {self._op_component.name!r}")

@@ -1,19 +1,28 @@
-"""Plugin discovery and the component registry.
+"""Plugin discovery and loading, with every hook called through pluggy.
 
-Plugins are modules named by entry points in the ``pnpkit`` group. Each entry point is
-loaded inside its own guard: a plugin that fails to import, that requires a pnpkit version
-other than the installed one, whose hooks raise, or that registers a name another plugin
-already holds, is recorded with the reason in :attr:`PluginInfo.error` (shown by
-``pnpkit plugins``), and every other plugin still loads.
+Plugins are named by entry points in the ``pnpkit`` group: a module, a class (instantiated
+without arguments) or any object whose methods carry :data:`pnpkit.hookimpl`. Each entry point
+is loaded inside its own guard: a plugin that fails to import (an exception, ``sys.exit``, any
+``BaseException`` but ``KeyboardInterrupt``), that requires a pnpkit version other than the
+installed one, that implements a hook pnpkit does not have, or whose hooks raise, is recorded
+with the reason in :attr:`PluginInfo.error` (shown by ``pnpkit plugins``), and every other
+plugin still loads. A function that looks like a hook but is not marked with ``hookimpl`` is
+reported in :attr:`PluginInfo.warnings`.
+
+Hooks are called through the pluggy manager, one hook implementation at a time (so that each
+plugin's failures stay its own), in pluggy's order (``tryfirst`` / ``trylast``); ``specname``
+and class-based plugins work as pluggy defines them. Components are kept in
+:class:`pnpkit.registry.Registry` tables: by qualified name ``plugin:name`` always, by bare
+name when only one plugin registers it; a clash is reported on every plugin involved.
 
 ``PNPKIT_LOAD_PLUGINS=a,b`` loads only the named plugins (entry point or distribution
 names); ``PNPKIT_LOAD_PLUGINS=`` (empty) loads none. The core's built-in plugin (HQS, ADMM,
-PGD, the metrics) always loads and registers through the same hooks as any other.
+PGD, the pseudo-inverse, the generic metrics) always loads and registers through the same
+hooks as any other.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata as md
 import inspect
@@ -26,6 +35,12 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from . import hookspecs
+from .registry import (Component, PluginError, Registry, accepted, check_registration,
+                       check_settings, suggest)
+
+__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "HOOKS", "KINDS", "Component", "PluginError",
+           "PluginInfo", "PluginManager", "accepted", "check_settings", "create", "get_manager",
+           "reset_manager", "suggest"]
 
 #: Kinds of components and the hook that registers each.
 KINDS: dict[str, str] = {
@@ -33,34 +48,14 @@ KINDS: dict[str, str] = {
     "prior": "register_priors",
     "operator": "register_operators",
     "dataset": "register_datasets",
+    "metric": "register_metrics",
 }
+#: Every hook pnpkit defines (the names in :mod:`pnpkit.hookspecs`).
+HOOKS: tuple[str, ...] = tuple(sorted(n for n, f in vars(hookspecs).items()
+                                      if hasattr(f, "pnpkit_spec")))
 ENTRY_POINT_GROUP = "pnpkit"
 #: Plugins of the core itself: plugin name -> module. They load whatever PNPKIT_LOAD_PLUGINS says.
 DEFAULT_PLUGINS: dict[str, str] = {"builtin": "pnpkit.builtin"}
-
-
-@dataclass(frozen=True)
-class Component:
-    """A registered solver, prior, operator or dataset."""
-
-    name: str
-    kind: str
-    factory: Callable[..., Any]
-    plugin: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def create(self, **settings: Any) -> Any:
-        """Build the component, checking ``settings`` against the factory's signature."""
-        check_settings(self.factory, settings, f"{self.kind} {self.name!r}")
-        return self.factory(**settings)
-
-    def build(self, settings: dict[str, Any], *, shape: tuple[int, ...] | None = None,
-              device: str | None = None, dtype: str | None = None) -> Any:
-        """Build with the user's ``settings`` plus whichever of ``shape`` / ``device`` /
-        ``dtype`` the factory accepts (the run layer's one way to build a component)."""
-        extra = {k: v for k, v in (("shape", shape), ("device", device), ("dtype", dtype))
-                 if v is not None}
-        return self.create(**settings, **accepted(self.factory, extra))
 
 
 @dataclass
@@ -74,47 +69,16 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     components: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def add_error(self, message: str) -> None:
+        self.error = message if self.error is None else f"{self.error}; {message}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "module": self.module, "distribution": self.distribution,
                 "version": self.version, "hooks": self.hooks,
                 "components": [{"kind": k, "name": n} for k, n in self.components],
-                "error": self.error}
-
-
-class PluginError(LookupError):
-    """A component could not be found or built; the message says how to fix it."""
-
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """' Did you mean ...?' for the closest of ``choices``, or ''."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def check_settings(factory: Callable[..., Any], settings: dict[str, Any], what: str) -> None:
-    """Raise ``TypeError`` naming any key of ``settings`` that ``factory`` does not accept."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # builtins without a signature: let the call decide
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [n for n, p in params.items()
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"]
-    for key in settings:
-        if key not in valid:
-            raise TypeError(f"unknown setting {key!r} for {what}.{suggest(key, valid)} "
-                            f"Valid settings: {', '.join(valid) or '(none)'}.")
-
-
-def accepted(factory: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``kwargs`` that ``factory``'s signature names explicitly."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {k: v for k, v in kwargs.items() if k in params}
+                "error": self.error, "warnings": self.warnings}
 
 
 def _core_version() -> str:
@@ -142,6 +106,35 @@ def _incompatibility(dist: md.Distribution | None) -> str | None:
     return None
 
 
+def _failure(exc: BaseException) -> str:
+    what = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SystemExit):
+        what += " (the plugin called sys.exit; raise an exception instead)"
+    return what
+
+
+def unmarked_hooks(plugin: Any) -> list[str]:
+    """Warnings for functions of ``plugin`` named like a hook but not marked ``hookimpl``.
+
+    pluggy silently ignores an unmarked function, so a plugin that forgot the decorator
+    registers nothing; only functions defined in the plugin module itself are considered.
+    """
+    out = []
+    for attr in sorted(dir(plugin)):
+        if attr not in HOOKS and not attr.startswith("register_"):
+            continue
+        obj = inspect.getattr_static(plugin, attr, None)
+        obj = getattr(obj, "__func__", obj)  # staticmethod / classmethod
+        if not callable(obj) or hasattr(obj, "pnpkit_impl"):
+            continue
+        if isinstance(plugin, ModuleType) and getattr(obj, "__module__", None) != plugin.__name__:
+            continue
+        hint = "" if attr in HOOKS else f" (no pnpkit hook has this name.{suggest(attr, HOOKS)})"
+        out.append(f"function {attr!r} is not marked with @pnpkit.hookimpl, so pnpkit never "
+                   f"calls it{hint}; decorate it or rename it")
+    return out
+
+
 class PluginManager:
     """Loads plugins once and holds every component they register."""
 
@@ -150,22 +143,26 @@ class PluginManager:
         self.pm = pluggy.PluginManager("pnpkit")
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
-        self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
-        self._modules: dict[str, ModuleType] = {}
+        self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
         for name, module in default_plugins.items():
             self._load(name, lambda m=module: importlib.import_module(m), dist=None, module=module)
         eps = md.entry_points(group=ENTRY_POINT_GROUP) if entry_points is None else entry_points
         wanted = os.environ.get("PNPKIT_LOAD_PLUGINS")
         names = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
-        for ep in sorted(eps, key=lambda e: e.name):
+
+        def dist_name(ep: md.EntryPoint) -> str:
             dist = getattr(ep, "dist", None)
-            dist_name = dist.metadata["Name"] if dist is not None else None
-            if names is not None and ep.name not in names and dist_name not in names:
+            return dist.metadata["Name"] if dist is not None else ""
+
+        # Sorted on everything an entry point has: the result does not depend on the order
+        # in which importlib.metadata happens to list the installed distributions.
+        for ep in sorted(eps, key=lambda e: (e.name, dist_name(e), e.value)):
+            if names is not None and ep.name not in names and dist_name(ep) not in names:
                 continue
-            self._load(ep.name, ep.load, dist=dist, module=ep.value)
-        for info in self.plugins.values():
-            if info.error is None:
-                self._register_components(info)
+            self._load(ep.name, ep.load, dist=getattr(ep, "dist", None), module=ep.value)
+        for kind in KINDS:
+            self._register_kind(kind)
+        self._report_clashes()
 
     # -- loading -------------------------------------------------------------------------
     def _load(self, name: str, load: Callable[[], Any], dist: md.Distribution | None,
@@ -183,64 +180,95 @@ class PluginManager:
         if info.error:
             return
         try:
-            mod = load()
-            self.pm.register(mod, name=name)
-            try:
-                self.pm.check_pending()  # a hookimpl whose name is no pnpkit hook
-            except pluggy.PluginValidationError:
-                self.pm.unregister(mod)
-                raise
-        except Exception as exc:  # a broken plugin must not take the others down
-            info.error = f"failed to load: {type(exc).__name__}: {exc}"
+            plugin = load()
+            if inspect.isclass(plugin):
+                plugin = plugin()
+            self.pm.register(plugin, name=name)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin must not take the others down
+            info.error = f"failed to load: {_failure(exc)}"
             info.traceback = traceback.format_exc()  # type: ignore[attr-defined]
             return
-        self._modules[name] = mod
-        info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(mod) or [])
+        unknown = [c.name for c in self.pm.get_hookcallers(plugin) or [] if not c.has_spec()]
+        if unknown:
+            self.pm.unregister(plugin)
+            info.error = "; ".join(
+                f"hook {h!r} is not a pnpkit hook.{suggest(h, HOOKS)} Hooks: {', '.join(HOOKS)}"
+                for h in unknown)
+            return
+        info.hooks = sorted(c.name for c in self.pm.get_hookcallers(plugin) or [])
+        info.warnings = unmarked_hooks(plugin)
 
-    def _register_components(self, info: PluginInfo) -> None:
-        mod = self._modules[info.name]
-        errors: list[str] = []
-        for kind, hook_name in KINDS.items():
-            impl = getattr(mod, hook_name, None)
-            if impl is None or hook_name not in info.hooks:
-                continue
+    def impls(self, hook: str) -> list[pluggy.HookImpl]:
+        """The hook's implementations in pluggy's call order (``tryfirst`` first, then the
+        plugins loaded last, as pluggy calls them)."""
+        return list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))
+
+    def call_each(self, hook: str, **kwargs: Any) -> None:
+        """Call every implementation of ``hook``, each failure recorded on its own plugin."""
+        for impl in self.impls(hook):
+            self._call(impl, hook, kwargs)
+
+    def _call(self, impl: pluggy.HookImpl, hook: str, kwargs: dict[str, Any]) -> bool:
+        info = self.plugins[impl.plugin_name]
+        if impl.hookwrapper or impl.wrapper:
+            info.add_error(f"{hook} is a wrapper; pnpkit's register hooks take plain hookimpls")
+            return False
+        try:
+            impl.function(*(kwargs[a] for a in impl.argnames))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            info.add_error(f"{hook} raised {_failure(exc)}")
+            return False
+        return True
+
+    def _register_kind(self, kind: str) -> None:
+        hook = KINDS[kind]
+        for impl in self.impls(hook):
+            info = self.plugins[impl.plugin_name]
             pending: list[Component] = []
 
-            def register(name: str, factory: Callable[..., Any], _kind: str = kind,
-                         _pending: list[Component] = pending, **metadata: Any) -> None:
-                if not isinstance(name, str) or not name:
-                    raise ValueError(f"a {_kind} name must be a non-empty string, got {name!r}")
-                if not callable(factory):
-                    raise TypeError(f"{_kind} {name!r}: factory {factory!r} is not callable")
-                _pending.append(Component(name, _kind, factory, info.name, metadata))
+            def register(name: str, factory: Callable[..., Any] | str,
+                         _plugin: str = info.name, _pending: list[Component] = pending,
+                         **metadata: Any) -> None:
+                check_registration(kind, name, factory)
+                _pending.append(Component(name, kind, factory, _plugin, metadata))
 
-            try:
-                impl(register=register)
-            except Exception as exc:
-                errors.append(f"{hook_name} raised {type(exc).__name__}: {exc}")
-                continue
+            if not self._call(impl, hook, {"register": register}):
+                continue  # a hook that raised registers nothing
             for comp in pending:
-                taken = self.components[kind].get(comp.name)
-                if taken is not None:
-                    errors.append(f"{kind} {comp.name!r} is already registered by plugin "
-                                  f"{taken.plugin!r}; this one was skipped (rename it)")
+                try:
+                    self.registries[kind].add(comp)
+                except ValueError as exc:
+                    info.add_error(str(exc))
                     continue
-                self.components[kind][comp.name] = comp
                 info.components.append((kind, comp.name))
-        if errors:
-            info.error = "; ".join(errors)
+
+    def _report_clashes(self) -> None:
+        for registry in self.registries.values():
+            for name, owners in registry.clashes().items():
+                for comp in owners:
+                    self.plugins[comp.plugin].add_error(registry.clash_message(name))
 
     # -- queries ---------------------------------------------------------------------------
+    @property
+    def components(self) -> dict[str, dict[str, Component]]:
+        """``{kind: {bare name: component}}`` for the names exactly one plugin registers."""
+        return {kind: reg.unique() for kind, reg in self.registries.items()}
+
     def get(self, kind: str, name: str) -> Component:
-        """The component ``name`` of ``kind``, or a :class:`PluginError` that lists the choices."""
+        """The component ``name`` (bare or ``plugin:name``) of ``kind``, or a
+        :class:`PluginError` that lists the choices (or the qualified names of a clash)."""
         if kind not in KINDS:
             raise PluginError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-        table = self.components[kind]
-        if name not in table:
-            known = ", ".join(sorted(table)) or "(none installed)"
-            raise PluginError(f"no {kind} named {name!r}.{suggest(name, table)} "
-                              f"Installed {kind}s: {known}. `pnpkit plugins` shows load errors.")
-        return table[name]
+        return self.registries[kind].get(name)
+
+    def names(self, kind: str) -> list[str]:
+        """The names ``get`` accepts for ``kind``: unique bare names, then every qualified name."""
+        reg = self.registries[kind]
+        return sorted(reg.unique()) + sorted(reg.qualified)
 
     def create(self, kind: str, name: str, **settings: Any) -> Any:
         """Build component ``name`` of ``kind`` with ``settings``."""
@@ -248,14 +276,7 @@ class PluginManager:
 
     def register_commands(self, cli: Any) -> None:
         """Let every loaded plugin add CLI subcommands (a failing plugin is reported, not fatal)."""
-        for name, mod in self._modules.items():
-            impl = getattr(mod, "register_commands", None)
-            if impl is None or "register_commands" not in self.plugins[name].hooks:
-                continue
-            try:
-                impl(cli=cli)
-            except Exception as exc:
-                self.plugins[name].error = f"register_commands raised {type(exc).__name__}: {exc}"
+        self.call_each("register_commands", cli=cli)
 
 
 _MANAGER: PluginManager | None = None

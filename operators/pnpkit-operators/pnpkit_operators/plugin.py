@@ -1,5 +1,5 @@
-"""Registers the operators with pnpkit. Imports nothing heavy: deepinv is imported by the
-factories when an operator is built."""
+"""Registers the operators and the phase-retrieval metrics with pnpkit. Imports nothing heavy:
+each factory is a ``"module:attr"`` reference, imported (with deepinv) when first used."""
 
 from __future__ import annotations
 
@@ -8,30 +8,41 @@ from typing import Any
 import pnpkit
 
 
+#: where every operator factory lives (a reference prefix: nothing is imported to register)
+FACTORIES = "pnpkit_operators.factories:"
+
+
 @pnpkit.hookimpl
 def register_operators(register: Any) -> None:
-    from . import factories as f
-
-    register("super-resolution", f.super_resolution, linear=True, projection="exact (circular)",
+    register("super-resolution", FACTORIES + "super_resolution", linear=True, projection="exact (circular)",
              description="bicubic downsampling by 4 (deepinv Downsampling)")
-    register("box-inpainting", f.box_inpainting, linear=True, projection="exact",
+    register("box-inpainting", FACTORIES + "box_inpainting", linear=True, projection="exact",
              description="centred missing box, 100x100 at 256x256 (deepinv Inpainting)")
-    register("random-inpainting", f.random_inpainting, linear=True, projection="exact",
+    register("random-inpainting", FACTORIES + "random_inpainting", linear=True, projection="exact",
              description="seeded random 50% of pixels/samples missing (deepinv Inpainting)")
-    register("gaussian-deblur", f.gaussian_deblur, linear=True,
+    register("gaussian-deblur", FACTORIES + "gaussian_deblur", linear=True,
              projection="iterative (reflect), exact (circular)",
              description="Gaussian blur, std 3 / size 61 at 256x256 (deepinv Blur)")
-    register("motion-deblur", f.motion_deblur, linear=True,
+    register("motion-deblur", FACTORIES + "motion_deblur", linear=True,
              projection="iterative (reflect), exact (circular)",
              description="seeded motion blur, size 61 at 256x256 (deepinv MotionBlurGenerator)")
-    register("phase-retrieval", f.phase_retrieval, linear=False,
+    register("phase-retrieval", FACTORIES + "phase_retrieval", linear=False,
              projection="error-reduction step (not exact)",
              description="|FFT| of the 2x zero-padded signal (nonlinear)")
-    register("denoising", f.denoising, linear=True, projection="exact",
+    register("denoising", FACTORIES + "denoising", linear=True, projection="exact",
              description="identity plus Gaussian noise (deepinv Denoising)")
-    register("compressed-sensing", f.compressed_sensing, linear=True, projection="exact",
+    register("compressed-sensing", FACTORIES + "compressed_sensing", linear=True, projection="exact",
              description="seeded Gaussian matrix, 25% measurements (deepinv CompressedSensing)")
-    register("mixture", f.mixture, linear=True, projection="exact",
+    register("mixture", FACTORIES + "mixture", linear=True, projection="exact",
              description="audio source separation: y = sum of the K source channels")
-    register("source-masking", f.source_masking, linear=True, projection="exact",
+    register("source-masking", FACTORIES + "source_masking", linear=True, projection="exact",
              description="partial generation: the known stems (channels) are observed")
+
+
+@pnpkit.hookimpl
+def register_metrics(register: Any) -> None:
+    """Phase retrieval scored up to its trivial ambiguities (x, -x and their 180-degree rotations)."""
+    register("psnr_pr", "pnpkit_operators.metrics:psnr_pr",
+             description="PSNR of the best of x, -x and their 180-degree rotations (phase retrieval)")
+    register("ssim_pr", "pnpkit_operators.metrics:ssim_pr",
+             description="SSIM of the twin psnr_pr scores (phase retrieval)")

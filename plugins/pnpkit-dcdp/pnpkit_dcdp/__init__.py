@@ -1,5 +1,16 @@
 """Decoupled data consistency with diffusion purification (DCDP) as a pnpkit solver."""
 
-from .dcdp import DCDP, linear_schedule
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["DCDP", "linear_schedule"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first access: pnpkit imports this package (for its plugin module) to list
+    # plugins, and that must not import torch.
+    if name in __all__:
+        return getattr(importlib.import_module(".dcdp", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

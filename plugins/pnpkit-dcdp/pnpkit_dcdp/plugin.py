@@ -1,4 +1,8 @@
-"""Registers the DCDP solver with pnpkit (imports nothing heavy)."""
+"""Registers the DCDP solver with pnpkit (imports nothing heavy: the class is a reference).
+
+``presets`` is written out so that listing needs no import of the solver; a test checks it
+against ``DCDP.PRESETS``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ import pnpkit
 
 @pnpkit.hookimpl
 def register_solvers(register: Any) -> None:
-    from .dcdp import DCDP
-
-    register("dcdp", DCDP, description="decoupled data consistency + diffusion purification",
-             paper="arXiv:2403.06054", presets=sorted(DCDP.PRESETS))
+    register("dcdp", "pnpkit_dcdp.dcdp:DCDP",
+             description="decoupled data consistency + diffusion purification",
+             paper="arXiv:2403.06054",
+             presets=["box-inpainting", "gaussian-deblur", "motion-deblur", "phase-retrieval",
+                      "sr4"])

@@ -1,5 +1,16 @@
 """The MSDM "Dirac" separation sampler (multi-source diffusion models) for pnpkit."""
 
-from .dirac import MSDMDirac
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["MSDMDirac"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first access: pnpkit imports this package (for its plugin module) to list
+    # plugins, and that must not import torch.
+    if name in __all__:
+        return getattr(importlib.import_module(".dirac", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,16 @@
 """ProjDiff (projected gradient descent with a diffusion denoiser) for pnpkit."""
 
-from .projdiff import ProjDiff, equivalent_noise_std, karras_sigmas
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["ProjDiff", "equivalent_noise_std", "karras_sigmas"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first access: pnpkit imports this package (for its plugin module) to list
+    # plugins, and that must not import torch.
+    if name in __all__:
+        return getattr(importlib.import_module(".projdiff", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

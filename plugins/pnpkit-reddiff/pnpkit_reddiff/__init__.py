@@ -1,5 +1,16 @@
 """RED-Diff (variational diffusion sampling with regularisation by denoising) for pnpkit."""
 
-from .reddiff import WEIGHTINGS, REDDiff, timestep_order
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["REDDiff", "WEIGHTINGS", "timestep_order"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first access: pnpkit imports this package (for its plugin module) to list
+    # plugins, and that must not import torch.
+    if name in __all__:
+        return getattr(importlib.import_module(".reddiff", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

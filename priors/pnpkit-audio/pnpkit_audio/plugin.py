@@ -49,11 +49,9 @@ def register_priors(register: Any) -> None:
 @pnpkit.hookimpl
 def register_datasets(register: Any) -> None:
     """Rendered chorales: the shipped test excerpts, and the splits of a built dataset."""
-    from .dataset import chorales, chorales_excerpts
-
-    register("chorales-excerpts", chorales_excerpts,
+    register("chorales-excerpts", "pnpkit_audio.dataset:chorales_excerpts",
              description="4-stem test-split excerpts shipped with pnpkit-audio (8 kHz, 8.2 s)")
-    register("chorales", chorales,
+    register("chorales", "pnpkit_audio.dataset:chorales",
              description="4-stem pieces of a built dataset (root, split, seconds, limit)")
 
 

@@ -1,16 +1,18 @@
-"""The MSDM separation metric: windowed SI-SNRi, silent-window skipping, NaN, compute(), pipeline."""
+"""MSDM's separation metric: windowed SI-SNRi, silent-window skipping, NaN, and compute()
+finding it through the plugin (moved here from the core with the metric)."""
 
 from __future__ import annotations
 
-import json
+import doctest
 import math
 
 import pytest
 import torch
 
-from pnpkit import config as cfgmod
-from pnpkit import metrics, pipeline
-from pnpkit.metrics import compute, psnr, si_snr, si_snri_windows
+import pnpkit
+from pnpkit.metrics import compute, si_snr
+from pnpkit_msdm import metrics
+from pnpkit_msdm.metrics import si_snri_msdm, si_snri_windows
 
 RATE = 100  # 4 s windows = 400 samples, 2 s hop = 200 samples
 
@@ -127,46 +129,11 @@ def test_compute_passes_the_sample_rate_and_names_the_stems():
         compute(["si_snri_msdm"], est, ref)
 
 
-def test_existing_metrics_are_unchanged():
-    g = torch.Generator().manual_seed(0)
-    ref = torch.rand(2, 2, 64, generator=g) * 2 - 1
-    est = ref + 0.1 * torch.randn(ref.shape, generator=g)
-    out = compute(["psnr", "si_snr", "si_snri", "mse"], est, ref, sample_rate=RATE, channel_names=["a", "b"])
-    assert list(out) == ["psnr", "si_snr", "si_snri", "mse"]
-    assert out["psnr"] == [float(v) for v in psnr(est, ref)]
-    assert out["si_snr"] == [float(v) for v in si_snr(est, ref)]
-    assert compute(["psnr"], est, ref) == {"psnr": out["psnr"]}
+def test_registered_as_a_pipeline_metric():
+    comp = pnpkit.get_manager().get("metric", "si_snri_msdm")
+    assert comp.plugin == "msdm" and comp.factory is si_snri_msdm
+    assert pnpkit.get_manager().get("metric", "msdm:si_snri_msdm") is comp
 
 
-def test_pipeline_passes_the_items_sample_rate(toy_site, tmp_path, monkeypatch):
-    seen = []
-
-    def spy(x, ref, sample_rate):
-        seen.append(sample_rate)
-        return metrics.si_snri_msdm(x, ref, sample_rate)
-
-    monkeypatch.setitem(metrics.METRICS, "spy", spy)
-    path = tmp_path / "audio.toml"
-    path.write_text("""
-output = "aout"
-metrics = ["si_snri_msdm", "spy", "si_snr"]
-[data]
-dataset = "toy-audio"
-count = 1
-[operator]
-name = "toy-mask"
-[prior]
-name = "toy-gauss"
-[solver]
-name = "pgd"
-iterations = 3
-""")
-    summary = pipeline.run(cfgmod.load(path), progress=False)
-    assert seen and set(seen) == {8000}  # the toy clips' rate, for the result and the baseline
-    rec = json.loads((tmp_path / "aout" / "items" / "clip0" / "metrics.json").read_text())
-    assert {"si_snri_msdm", "si_snri_msdm/0", "si_snri_msdm/1", "si_snr"} <= set(rec["metrics"])
-    assert rec["metrics"]["spy"] == rec["metrics"]["si_snri_msdm"]
-    assert rec["metrics"]["si_snri_msdm"] == pytest.approx(
-        (rec["metrics"]["si_snri_msdm/0"] + rec["metrics"]["si_snri_msdm/1"]) / 2)
-    assert "si_snri_msdm/1" in rec["pseudo_inverse_metrics"]
-    assert summary["mean"]["si_snri_msdm"] == pytest.approx(rec["metrics"]["si_snri_msdm"])
+def test_doctests():
+    assert doctest.testmod(metrics).failed == 0
