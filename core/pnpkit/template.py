@@ -1,207 +1,102 @@
-"""``pnpkit new-plugin``: a plugin package that installs with pip and passes its own tests."""
+"""``pnpkit new-plugin``: a plugin package that installs with pip and passes its own tests.
+
+The package is a copy of the file tree ``pnpkit/plugin_template/`` (package data, in the
+manner of simonw/llm's cookiecutter template) with ``$placeholders`` filled in by
+:class:`string.Template` (no code runs from the template):
+
+- ``NAME`` in a path becomes the module name (``my-solver`` -> ``pnpkit_my_solver``);
+- a file named after a kind (``solver.py``) or carrying it before its suffix
+  (``test_NAME.solver.py``) is written only for that kind, without the infix;
+- ``.tmpl`` is dropped (it keeps the template's Python files away from pytest, ruff and
+  mypy, which would otherwise read ``$cls`` as code).
+
+Placeholders: ``$name``, ``$module``, ``$cls``, ``$kind``, ``$contract``, ``$core_version``,
+``$next_minor``, ``$requires``.
+"""
 
 from __future__ import annotations
 
 import re
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
+from string import Template
 
-SETUP_CFG = """[metadata]
-name = pnpkit-{name}
-version = 0.1.0
-description = A pnpkit {kind} plugin
+#: The kinds of plugin the template makes, and the contract class each one's tests run.
+KINDS = {"solver": "SolverContract", "prior": "PriorContract", "operator": "OperatorContract"}
 
-[options]
-packages = find:
-install_requires =
-    pnpkit>={core_version},<{next_minor}
-
-[options.extras_require]
-test = pytest
-
-[options.entry_points]
-pnpkit =
-    {name} = pnpkit_{module}
-"""
-
-PYPROJECT = """[build-system]
-requires = ["setuptools>=68", "wheel"]
-build-backend = "setuptools.build_meta"
-"""
-
-README = """# pnpkit-{name}
-
-A pnpkit {kind} plugin. Install it next to pnpkit and it is discovered through the
-`pnpkit` entry-point group:
-
-```
-pip install -e .
-pnpkit plugins          # lists {kind}:{name}
-pytest tests            # runs pnpkit's {kind} contract against it
-```
-"""
-
-CODE = {
-    "solver": '''"""A pnpkit solver plugin: gradient descent on the data term, then the prior's denoiser."""
-
-from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Any
-
-import pnpkit
-from pnpkit import operators as ops
-from pnpkit.solvers import IterativeSolver, SolveContext
+#: What each kind's module imports besides pnpkit (declared in the generated setup.cfg).
+REQUIRES = {"solver": [], "prior": ["torch"], "operator": ["torch"]}
 
 
-@dataclass(kw_only=True)
-class {cls}(IterativeSolver):
-    """Gradient step on 1/2 ||A x - y||^2 followed by denoising at ``sigma``."""
-
-    name = "{name}"
-    stepsize: float = 0.5
-    sigma: float = 0.05
-
-    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
-        x = state["x"] - self.stepsize * ops.data_gradient(ctx.operator, state["x"], ctx.y)
-        return {{"x": ctx.prior.denoise(x, self.sigma)}}
+def template_root() -> Traversable:
+    """The installed template tree, ``pnpkit/plugin_template``."""
+    return resources.files("pnpkit") / "plugin_template"
 
 
-@pnpkit.hookimpl
-def register_solvers(register: Any) -> None:
-    register("{name}", {cls}, description="template solver")
-''',
-    "prior": '''"""A pnpkit prior plugin: shrinkage towards zero (the MAP denoiser of a Gaussian prior)."""
-
-from __future__ import annotations
-
-from typing import Any
-
-import pnpkit
-
-
-class {cls}(pnpkit.DenoiserPrior):
-    """``denoise(x, sigma) = x / (1 + lam sigma^2)``."""
-
-    def __init__(self, lam: float = 1.0) -> None:
-        self.lam = lam
-
-    def denoise(self, x: Any, sigma: Any) -> Any:
-        self.nfe += 1
-        return x / (1 + self.lam * float(sigma) ** 2)
+def _walk(node: Traversable, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Traversable]]:
+    out = []
+    for child in sorted(node.iterdir(), key=lambda c: c.name):
+        if child.name == "__pycache__":
+            continue
+        if child.is_dir():
+            out += _walk(child, (*prefix, child.name))
+        else:
+            out.append(((*prefix, child.name), child))
+    return out
 
 
-@pnpkit.hookimpl
-def register_priors(register: Any) -> None:
-    register("{name}", {cls}, description="template prior")
-''',
-    "operator": '''"""A pnpkit operator plugin: keep every other sample (a linear, deepinv-style operator)."""
-
-from __future__ import annotations
-
-from typing import Any
-
-import pnpkit
-
-
-class {cls}:
-    """Subsampling by 2 along the last axis, with adjoint and pseudo-inverse."""
-
-    linear = True
-
-    def __init__(self, sigma_y: float = 0.0, shape: tuple[int, ...] | None = None) -> None:
-        from pnpkit.operators import GaussianNoise
-
-        self.noise_model = GaussianNoise(sigma_y)
-
-    def A(self, x: Any, **kwargs: Any) -> Any:
-        return x[..., ::2]
-
-    def A_adjoint(self, y: Any, **kwargs: Any) -> Any:
-        import torch
-
-        x = torch.zeros(*y.shape[:-1], 2 * y.shape[-1], dtype=y.dtype, device=y.device)
-        x[..., ::2] = y
-        return x
-
-    def A_dagger(self, y: Any, **kwargs: Any) -> Any:
-        return self.A_adjoint(y)
-
-
-@pnpkit.hookimpl
-def register_operators(register: Any) -> None:
-    register("{name}", {cls}, description="template operator")
-''',
-}
-
-TESTS = {
-    "solver": '''import pytest
-
-from pnpkit.testing import SolverContract
-from pnpkit_{module} import {cls}
-
-
-class Test{cls}(SolverContract):
-    @pytest.fixture
-    def solver(self):
-        return {cls}(iterations=10)
-''',
-    "prior": '''import pytest
-import torch
-
-from pnpkit.testing import PriorContract
-from pnpkit_{module} import {cls}
-
-
-class Test{cls}(PriorContract):
-    @pytest.fixture
-    def prior(self):
-        return {cls}(lam=2.0)
-
-    @pytest.fixture
-    def signal(self):
-        return torch.rand(2, 1, 8, 8) * 2 - 1
-''',
-    "operator": '''import pytest
-import torch
-
-from pnpkit.testing import OperatorContract
-from pnpkit_{module} import {cls}
-
-
-class Test{cls}(OperatorContract):
-    @pytest.fixture
-    def operator(self):
-        return {cls}()
-
-    @pytest.fixture
-    def signal(self):
-        return torch.rand(2, 1, 16) * 2 - 1
-''',
-}
+def _target(parts: tuple[str, ...], kind: str, module: str) -> tuple[str, ...] | None:
+    """Where a template file goes for ``kind``, or None when it belongs to another kind."""
+    name = parts[-1].removesuffix(".tmpl")
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    base, _, tag = stem.rpartition(".")
+    if base and tag in KINDS:  # test_NAME.solver.py: only for solvers, written test_NAME.py
+        if tag != kind:
+            return None
+        name = f"{base}.{suffix}" if suffix else base
+    elif stem in KINDS and stem != kind:  # solver.py, prior.py, operator.py
+        return None
+    return tuple(p.replace("NAME", module) for p in (*parts[:-1], name))
 
 
 def render_plugin(name: str, kind: str, where: Path) -> Path:
-    """Write ``where/pnpkit-<name>/`` for a ``kind`` plugin; returns the package folder."""
+    """Write ``where/pnpkit-<name>/`` for a ``kind`` plugin; returns the package folder.
+
+    :param str name: the plugin's short name (lower-case letters, digits, ``-``, ``_``).
+    :param str kind: ``"solver"``, ``"prior"`` or ``"operator"``.
+    :param pathlib.Path where: the folder in which ``pnpkit-<name>/`` is created.
+    :raises ValueError: for a bad name or kind.
+    :raises FileExistsError: when ``where/pnpkit-<name>`` exists.
+    """
     from . import __version__
 
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
         raise ValueError(f"plugin name {name!r} must be lower-case letters, digits, '-' or '_', "
                          "starting with a letter")
-    if kind not in CODE:
-        raise ValueError(f"kind must be one of {', '.join(CODE)}, got {kind!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     module = name.replace("-", "_")
     cls = "".join(part.capitalize() for part in re.split(r"[-_]", name)) + kind.capitalize()
     major, minor = (int(v) for v in __version__.split(".")[:2])
-    fields = dict(name=name, module=module, cls=cls, kind=kind, core_version=__version__,
-                  next_minor=f"{major}.{minor + 1}")
+    fields = dict(name=name, module=module, cls=cls, kind=kind, contract=KINDS[kind],
+                  core_version=__version__, next_minor=f"{major}.{minor + 1}",
+                  requires="".join(f"\n    {r}" for r in REQUIRES[kind]))
     root = Path(where) / f"pnpkit-{name}"
     if root.exists():
         raise FileExistsError(f"{root} already exists; choose another name or folder")
-    (root / f"pnpkit_{module}").mkdir(parents=True)
-    (root / "tests").mkdir()
-    (root / "setup.cfg").write_text(SETUP_CFG.format(**fields))
-    (root / "pyproject.toml").write_text(PYPROJECT)
-    (root / "README.md").write_text(README.format(**fields))
-    (root / f"pnpkit_{module}" / "__init__.py").write_text(CODE[kind].format(**fields))
-    (root / "tests" / f"test_{module}.py").write_text(TESTS[kind].format(**fields))
+    files = _walk(template_root())
+    if not files:
+        raise FileNotFoundError(f"the plugin template {template_root()} is missing or empty; "
+                                "reinstall pnpkit (pip install --force-reinstall pnpkit)")
+    for parts, source in files:
+        target = _target(parts, kind, module)
+        if target is None:
+            continue
+        path = root.joinpath(*target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Template(source.read_text(encoding="utf-8")).substitute(fields),
+                        encoding="utf-8")
     return root
