@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PACKAGES := $(wildcard operators/*/setup.cfg priors/*/setup.cfg plugins/*/setup.cfg)
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test bench clean
 
 $(STAMP): requirements.txt setup.cfg $(PACKAGES)
 	# The audio dataset builder renders MIDI with FluidSynth and the General MIDI soundfont
@@ -32,8 +32,13 @@ demo: $(STAMP)
 	@echo "Open runs/demo-*/items/*/figure.png to see the restorations, and"
 	@echo "runs/separation-dirac/items/*/ for the separated stems (WAV) and their spectrograms."
 
+# ruff on the whole tree and mypy on the core (configured in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
 # Every package's tests/, and the examples in the docstrings (doctests) of every package.
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q --doctest-modules tests $(foreach p,$(PACKAGES),$(dir $(p))tests) \
 		core/pnpkit $(foreach p,$(PACKAGES),$(wildcard $(dir $(p))pnpkit_*))
 
