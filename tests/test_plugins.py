@@ -144,7 +144,8 @@ def test_duplicate_name_is_a_clash_reported_on_both_plugins(fake_site, monkeypat
 def test_hook_that_raises_registers_nothing_from_that_hook(fake_site, monkeypatch):
     fake_site("pnpkit-fake-raise", "fake_raise", RAISING, entry_name="fake-raise")
     m = _manager(monkeypatch)
-    assert "register_operators raised ValueError: cannot build the kernel table" in m.plugins["fake-raise"].error
+    err = m.plugins["fake-raise"].error
+    assert "register_operators raised ValueError: cannot build the kernel table" in err
     assert "half-registered" not in m.components["operator"]
 
 
@@ -169,7 +170,8 @@ def test_load_plugins_env_selects_by_entry_point_or_distribution(fake_site, monk
     fake_site("pnpkit-fake-dup", "fake_dup", DUPLICATE, entry_name="fake-dup")
     assert set(_manager(monkeypatch, "fake-good").plugins) == {"builtin", "fake-good"}
     assert set(_manager(monkeypatch, "pnpkit-fake-dup").plugins) == {"builtin", "fake-dup"}
-    assert set(_manager(monkeypatch, " fake-good , fake-dup ").plugins) == {"builtin", "fake-good", "fake-dup"}
+    assert set(_manager(monkeypatch, " fake-good , fake-dup ").plugins) == {
+        "builtin", "fake-good", "fake-dup"}
     assert set(_manager(monkeypatch, "").plugins) == {"builtin"}
     assert set(_manager(monkeypatch).plugins) == {"builtin", "fake-good", "fake-dup"}
 
@@ -429,7 +431,7 @@ def test_every_installed_component_resolves_and_presets_match(all_plugins):
     m = pnpkit.get_manager()
     for info in m.plugins.values():
         assert info.error is None and info.warnings == [], (info.name, info.error, info.warnings)
-    for kind, registry in m.registries.items():
+    for registry in m.registries.values():
         for qualified, comp in registry.qualified.items():
             factory = comp.factory
             assert callable(factory), qualified

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 class CommandLine:
@@ -52,7 +53,7 @@ def _plugins(args: argparse.Namespace) -> int:
     w0 = max(len(r[0]) for r in rows) if rows else 6
     w1 = max(len(r[1]) for r in rows) if rows else 12
     print(f"{'plugin':<{w0}}  {'distribution':<{w1}}  components")
-    for info, (a, b, c) in zip(infos, rows):
+    for info, (a, b, c) in zip(infos, rows, strict=True):
         print(f"{a:<{w0}}  {b:<{w1}}  {c}")
         if info.error:
             print(f"{'':<{w0}}  ERROR: {info.error}")

@@ -19,7 +19,8 @@ that torch, deepinv and diffusers are not imported to list them.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 
@@ -50,7 +51,7 @@ def register_datasets(register: Register) -> None:
 
 @hookspec
 def register_metrics(register: Register) -> None:
-    """Register metrics: ``register(name, fn, **metadata)``, ``fn(x, ref[, sample_rate]) -> (B,) or (B, K)``."""
+    """Register metrics: ``register(name, fn, **metadata)``; ``fn(x, ref)`` returns (B,) or (B, K)."""
 
 
 @hookspec(firstresult=True)

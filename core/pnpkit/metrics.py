@@ -9,7 +9,7 @@ logged at every iteration and must stay cheap); SSIM is deepinv's, SI-SNR torchm
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

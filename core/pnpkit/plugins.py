@@ -23,20 +23,29 @@ hooks as any other.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata as md
 import inspect
 import os
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
-from .registry import (Component, PluginError, Registry, accepted, check_registration,
-                       check_settings, suggest)
+from .registry import (
+    Component,
+    PluginError,
+    Registry,
+    accepted,
+    check_registration,
+    check_settings,
+    suggest,
+)
 
 __all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "HOOKS", "KINDS", "Component", "PluginError",
            "PluginInfo", "PluginManager", "accepted", "check_settings", "create", "get_manager",
@@ -145,7 +154,8 @@ class PluginManager:
         self.plugins: dict[str, PluginInfo] = {}
         self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
         for name, module in default_plugins.items():
-            self._load(name, lambda m=module: importlib.import_module(m), dist=None, module=module)
+            self._load(name, functools.partial(importlib.import_module, module), dist=None,
+                       module=module)
         eps = md.entry_points(group=ENTRY_POINT_GROUP) if entry_points is None else entry_points
         wanted = os.environ.get("PNPKIT_LOAD_PLUGINS")
         names = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}

@@ -14,8 +14,9 @@ import difflib
 import importlib
 import inspect
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 #: A lazy factory reference: ``"package.module:attribute"`` (dotted attribute allowed).
 REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")

@@ -7,7 +7,6 @@ from typing import Any
 
 import pnpkit
 
-
 #: where every operator factory lives (a reference prefix: nothing is imported to register)
 FACTORIES = "pnpkit_operators.factories:"
 
