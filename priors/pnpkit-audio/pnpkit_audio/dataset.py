@@ -109,6 +109,7 @@ def excerpt(stems: np.ndarray, rate: int, seconds: float = 8.192) -> np.ndarray:
 
 def items_from_files(files: list[Path], seconds: float | None, limit: int | None) -> list[Any]:
     import torch
+
     from pnpkit.data import Item
 
     items = []

@@ -14,8 +14,9 @@ writes ``config.json`` and ``diffusion_pytorch_model.safetensors``, and
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
@@ -232,14 +233,14 @@ class AudioUNet1DModel(ModelMixin, ConfigMixin):
 
         h = self.conv_in(sample)
         skips = []
-        for blocks, down in zip(self.down_blocks, self.downsamplers):
+        for blocks, down in zip(self.down_blocks, self.downsamplers, strict=True):
             for blk in blocks:
                 h = blk(h, temb)
             skips.append(h)
             h = down(h)
         for blk in self.mid_blocks:
             h = blk(h, temb)
-        for up, blocks in zip(self.upsamplers, self.up_blocks):
+        for up, blocks in zip(self.upsamplers, self.up_blocks, strict=True):
             h = torch.cat([up(h), skips.pop()], dim=1)
             for blk in blocks:
                 h = blk(h, temb)

@@ -6,9 +6,11 @@ the four stems (bass, drums, guitar, piano) of a piece, stacked as the channels 
 signal in [-1, 1]; the mixture is their sum. The network is an
 :class:`~pnpkit_audio.network.AudioUNet1DModel` trained with epsilon prediction on the
 1000-step linear schedule of DDPM (betas from 1e-4 to 0.02), held by a diffusers
-``DDPMScheduler``, so every pnpkit solver uses it through
-:class:`pnpkit.priors.DiffusionPrior` unchanged (``eps``, Tweedie ``x0``, ``noise``, ``ddim``,
-``denoise``).
+``DDPMScheduler``. It is a diffusers-backed prior of pnpkit-priors
+(:class:`pnpkit_priors.diffusion.DiffusersPrior`, with the 1-D network among its loadable
+classes), so every pnpkit solver uses it through :class:`pnpkit.priors.DiffusionPrior`
+unchanged (``eps``, Tweedie ``x0``, ``noise``, ``ddim``, ``denoise``); what is its own is
+the music: the stems' layout and the length rule in :meth:`AudioDiffusionPrior.check`.
 
 A checkpoint is a folder with ``unet/`` (``config.json`` and
 ``diffusion_pytorch_model.safetensors``) and ``scheduler/`` (``scheduler_config.json``), as
@@ -24,34 +26,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pnpkit.priors import DiffusionPrior, torch_dtype
+from pnpkit.priors import torch_dtype
+from pnpkit_priors.diffusion import DiffusersPrior
+from pnpkit_priors.loading import build_scheduler as scheduler_from_config
+from pnpkit_priors.loading import check_folder, load_model, scheduler_config
+from pnpkit_priors.trainer import ddpm_scheduler as build_scheduler
 
 from . import STEMS
 from .network import AudioUNet1DModel
 
+__all__ = ["AudioDiffusionPrior", "audio_prior", "build_scheduler"]
+
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 LAYOUT = ("a folder with unet/ (config.json and diffusion_pytorch_model.safetensors) and "
           "scheduler/ (scheduler_config.json), as `pnpkit train-audio-prior` writes it")
+#: The files a checkpoint folder must hold, per subfolder.
+PARTS = {"unet": ("config.json", WEIGHTS), "scheduler": ("scheduler_config.json",)}
 
 
-def build_scheduler() -> Any:
-    """The papers' schedule: a ``DDPMScheduler`` with 1000 linear betas from 1e-4 to 0.02 and
-    epsilon prediction.
-
-    :return: a ``diffusers.DDPMScheduler``.
-    """
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
-                         beta_end=0.02, prediction_type="epsilon", clip_sample=True)
-
-
-def _listing(folder: Path) -> str:
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    return ", ".join(names) if names else "nothing (the folder is empty)"
-
-
-class AudioDiffusionPrior(DiffusionPrior):
+class AudioDiffusionPrior(DiffusersPrior):
     r"""A multi-source audio diffusion prior: (B, C, L) stems in [-1, 1], one DDPM over all of them.
 
     The forward process is variance preserving,
@@ -65,7 +58,8 @@ class AudioDiffusionPrior(DiffusionPrior):
     stems in :data:`pnpkit_audio.STEMS` order; its length must be a multiple of the network's
     total down-sampling factor (256 for the default network). Signals are moved to the
     network's device and dtype and the output comes back in theirs, so a float16 network
-    serves float32 solvers.
+    serves float32 solvers (all of it inherited from
+    :class:`~pnpkit_priors.diffusion.DiffusersPrior`).
 
     Most users load a checkpoint with :meth:`from_pretrained`.
 
@@ -90,20 +84,14 @@ class AudioDiffusionPrior(DiffusionPrior):
     (torch.Size([1, 4, 64]), 1)
     """
 
+    dims = 1
+    unet_classes = {AudioUNet1DModel.__name__: AudioUNet1DModel}
+
     def __init__(self, unet: AudioUNet1DModel, scheduler: Any, name: str = "audio",
                  clip: float | None = 1.0) -> None:
-        alphas = getattr(scheduler, "alphas_cumprod", None)
-        if alphas is None:
-            raise ValueError(f"scheduler {type(scheduler).__name__} has no alphas_cumprod: "
-                             f"prior {name!r} needs a variance-preserving scheduler such as "
-                             "DDPMScheduler")
-        prediction_type = scheduler.config.get("prediction_type", "epsilon")
-        super().__init__(torch.as_tensor(alphas), prediction_type, clip=clip)
-        self.unet = unet
-        self.scheduler = scheduler
-        self.name = name
+        # Any multiple of the down-sampling factor works, so the training length is not checked.
+        super().__init__(unet, scheduler, name=name, clip=clip, check_size=False)
 
-    # -- what it is -----------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int | None, ...]:
         """The (C, L) shape of its signals: the channel count, and ``None`` (any valid length)."""
@@ -114,26 +102,6 @@ class AudioDiffusionPrior(DiffusionPrior):
         """Signal lengths must be multiples of this (the network's total down-sampling factor)."""
         return self.unet.total_factor
 
-    @property
-    def num_parameters(self) -> int:
-        """The number of parameters of the network."""
-        return sum(p.numel() for p in self.unet.parameters())
-
-    @property
-    def device(self) -> torch.device:
-        """Where the network runs."""
-        return next(self.unet.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of the network's weights."""
-        return next(self.unet.parameters()).dtype
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(name={self.name!r}, shape={self.shape}, "
-                f"parameters={self.num_parameters}, dtype={self.dtype}, device={self.device})")
-
-    # -- the network ------------------------------------------------------------------------------
     def check(self, x: Tensor) -> None:
         """Raise ``ValueError`` when ``x`` is not a batch of signals this prior models.
 
@@ -163,16 +131,16 @@ class AudioDiffusionPrior(DiffusionPrior):
         :return: the prediction, shaped and typed like ``x_t``.
         """
         self.check(x_t)
-        device, dtype = self.device, self.dtype
-        out = self.unet(x_t.to(device=device, dtype=dtype), t.to(device), return_dict=False)[0]
-        return out.to(device=x_t.device, dtype=x_t.dtype)
+        return super().network(x_t, t)
 
-    # -- loading ----------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu",
                         dtype: str | torch.dtype = "float32", *, name: str | None = None,
                         clip: float | None = 1.0) -> AudioDiffusionPrior:
         """Load a checkpoint folder (``unet/`` + ``scheduler/``), offline.
+
+        The folder is checked and the network loaded by pnpkit-priors' loaders
+        (:func:`~pnpkit_priors.loading.check_folder`, :func:`~pnpkit_priors.loading.load_model`).
 
         :param str folder: the checkpoint folder.
         :param str device: where the network runs.
@@ -184,36 +152,11 @@ class AudioDiffusionPrior(DiffusionPrior):
         :raises FileNotFoundError: for a missing folder or missing files, naming what is there.
         :raises ValueError: for a network of another class.
         """
-        from diffusers import DDPMScheduler
-
-        root = Path(folder).expanduser()
-        if not root.exists():
-            raise FileNotFoundError(f"audio prior folder {str(root)!r} does not exist; expected "
-                                    f"{LAYOUT}")
-        if not root.is_dir():
-            raise FileNotFoundError(f"{str(root)!r} is a file; give the checkpoint's folder, "
-                                    f"{LAYOUT}")
-        unet_dir, sched_dir = root / "unet", root / "scheduler"
-        for part in (unet_dir, sched_dir):
-            if not part.is_dir():
-                raise FileNotFoundError(f"{root} holds no {part.name}/ (found: {_listing(root)}); "
-                                        f"expected {LAYOUT}")
-        for needed in (unet_dir / "config.json", unet_dir / WEIGHTS,
-                       sched_dir / "scheduler_config.json"):
-            if not needed.is_file():
-                raise FileNotFoundError(f"{needed.parent} holds no {needed.name} (found: "
-                                        f"{_listing(needed.parent)}); expected {LAYOUT}")
-        config = AudioUNet1DModel.load_config(str(unet_dir), local_files_only=True)
-        if config.get("_class_name") != AudioUNet1DModel.__name__:
-            raise ValueError(f"{unet_dir / 'config.json'} describes a {config.get('_class_name')!r}"
-                             f"; this prior loads {AudioUNet1DModel.__name__} networks (diffusers' "
-                             "own UNets load with the `diffusers` prior of pnpkit-priors)")
-        unet = AudioUNet1DModel.from_pretrained(str(unet_dir), torch_dtype=torch_dtype(dtype),
-                                                local_files_only=True, low_cpu_mem_usage=False,
-                                                use_safetensors=True)
-        unet.requires_grad_(False)
-        unet = unet.to(device).eval()
-        scheduler = DDPMScheduler.from_pretrained(str(sched_dir), local_files_only=True)
+        root = check_folder(folder, "audio prior folder", LAYOUT, PARTS)
+        unet = load_model(root / "unet", cls.unet_classes, device, torch_dtype(dtype),
+                          hint=" networks (diffusers' own UNets load with the `diffusers` prior "
+                               "of pnpkit-priors)")
+        scheduler = scheduler_from_config(scheduler_config(root / "scheduler"))
         return cls(unet, scheduler, name=name or root.resolve().name, clip=clip)
 
 

@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 
 from pnpkit_audio import STEMS
-from pnpkit_audio.dataset import (SegmentSampler, chorales, chorales_excerpts, load_stems,
-                                  read_manifest, split_files)
-from pnpkit_audio.render import build_dataset, drum_events, split_of, KICK, SNARE
+from pnpkit_audio.dataset import (
+    SegmentSampler,
+    chorales,
+    chorales_excerpts,
+    load_stems,
+    read_manifest,
+    split_files,
+)
+from pnpkit_audio.render import KICK, SNARE, build_dataset, drum_events, split_of
+
 
 def test_build_writes_four_stem_flac_per_piece_with_its_choices(built):
     root, manifest = built
@@ -22,7 +29,7 @@ def test_build_writes_four_stem_flac_per_piece_with_its_choices(built):
         assert piece["seconds"] == pytest.approx(stems.shape[1] / 8000)
         # every stem sounds, the mixture peaks at 0.9 (16-bit rounding aside)
         rms = np.sqrt((stems**2).mean(axis=1))
-        assert (rms > 0.005).all(), dict(zip(STEMS, rms))
+        assert (rms > 0.005).all(), dict(zip(STEMS, rms, strict=True))
         assert np.abs(stems.sum(0)).max() == pytest.approx(0.9, abs=2e-3)
         assert 70 <= piece["tempo"] <= 130 and -5 <= piece["transpose"] <= 6
         assert 32 <= piece["programs"]["bass"] <= 39 and 24 <= piece["programs"]["guitar"] <= 31
@@ -40,10 +47,10 @@ def test_stems_hold_what_their_class_plays(built):
     low = power[:, freqs < 200].sum(1) / power.sum(1)
     bass, drums, guitar, piano = low
     # the bass, an octave below the chorale's bass voice, has the most energy below 200 Hz
-    assert bass > max(guitar, piano), dict(zip(STEMS, low))
+    assert bass > max(guitar, piano), dict(zip(STEMS, low, strict=True))
     high = power[:, freqs > 2000].sum(1) / power.sum(1)
     # the drums (cymbals, snare) have the most energy above 2 kHz
-    assert high[1] == high.max(), dict(zip(STEMS, high))
+    assert high[1] == high.max(), dict(zip(STEMS, high, strict=True))
 
 
 def test_build_is_reproducible_and_resumes_without_rendering_again(built, tmp_path):

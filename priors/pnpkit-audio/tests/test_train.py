@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pnpkit_audio import STEMS, train as training
+from pnpkit_audio import STEMS
+from pnpkit_audio import train as training
 from pnpkit_audio.prior import AudioDiffusionPrior
 
 TINY = dict(channels=(8, 16, 16), down_factors=(4, 4))
@@ -36,7 +37,7 @@ class FakeSampler:
         t = np.arange(n) / sr
         out = np.zeros((batch_size, len(STEMS), n), dtype=np.float64)
         for b in range(batch_size):
-            for c, (lo, hi) in zip((0, 2, 3), ((40, 110), (110, 660), (220, 1760))):
+            for c, (lo, hi) in zip((0, 2, 3), ((40, 110), (110, 660), (220, 1760)), strict=True):
                 for _ in range(3):
                     f, phase = rng.uniform(lo, hi), rng.uniform(0, 2 * np.pi)
                     out[b, c] += rng.uniform(0.05, 0.2) * np.sin(2 * np.pi * f * t + phase)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 #: The scheduler settings a card records.
 SCHEDULE_KEYS = ("_class_name", "num_train_timesteps", "beta_schedule", "beta_start", "beta_end",

@@ -13,8 +13,8 @@ patches are cut, and mapped to [-1, 1] (pnpkit's signal range).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class PatchSampler:
                        for lvl in pyramid(load_image(name, self.channels), self.size)]
         # Sample a level in proportion to how many distinct patches it holds, so large
         # textures do not drown out small objects and vice versa (square-root weighting).
-        areas = np.array([np.sqrt(l.shape[0] * l.shape[1]) for l in self.levels])
+        areas = np.array([np.sqrt(lv.shape[0] * lv.shape[1]) for lv in self.levels])
         self.weights = areas / areas.sum()
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -14,11 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from .cards import (minutes, noisy_estimates, objective_lines, schedule_facts, schedule_line,
-                    training_facts, write_card)
+from .cards import (
+    minutes,
+    noisy_estimates,
+    objective_lines,
+    schedule_facts,
+    schedule_line,
+    training_facts,
+    write_card,
+)
 
 #: Noise standard deviations of the table, in pnpkit's range [-1, 1].
 NOISE_LEVELS = (0.05, 0.1, 0.2, 0.4)
@@ -80,7 +88,8 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
     :param str device: where the network runs.
     :return: the card (what ``card.json`` holds).
     """
-    from .datasets import SCALES, SPLITS as DATA_SPLITS
+    from .datasets import SCALES
+    from .datasets import SPLITS as DATA_SPLITS
     from .diffusion import DiffusersPrior
     from .train import PRESETS
 

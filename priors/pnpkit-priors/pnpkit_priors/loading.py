@@ -17,9 +17,10 @@ functions, so importing this module stays cheap.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -328,7 +329,8 @@ def load_pretrained(path_or_id: str | Path, device: str | torch.device = "cpu",
 #: The documentation of the loading settings the diffusers prior factories share, written
 #: once and put into each factory's docstring where it says ``{loading}`` (see
 #: :func:`loading_docs`), so that ``pnpkit show`` prints it for every one of them.
-LOADING_DOCS = """:param str scheduler: a scheduler folder or ``scheduler_config.json`` overriding the checkpoint's.
+LOADING_DOCS = """
+:param str scheduler: a scheduler folder or ``scheduler_config.json`` overriding the checkpoint's.
 :param str model_dtype: the network's dtype (default: the signals' dtype).
 :param str variant: the weights' variant, e.g. ``"fp16"``.
 :param bool check_size: whether the network's inputs must have its training size.
@@ -348,6 +350,6 @@ def loading_docs(factory: F) -> F:
     doc = factory.__doc__ or ""
     line = next(ln for ln in doc.splitlines() if ln.strip() == "{loading}")
     indent = line[:len(line) - len(line.lstrip())]
-    shared = "\n".join(indent + ln for ln in LOADING_DOCS.splitlines())
+    shared = "\n".join(indent + ln for ln in LOADING_DOCS.strip().splitlines())
     factory.__doc__ = doc.replace(line, shared)
     return factory

@@ -29,8 +29,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 #: The EMA of the weights (what is saved): diffusers' ``EMAModel`` with warm-up.
 EMA = dict(decay=0.999, use_ema_warmup=True, inv_gamma=1.0, power=0.75)
@@ -97,7 +98,8 @@ def _write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
 
 def train_ddpm(model_cls: type, model_config: dict[str, Any] | None, sampler: Any,
                out: str | Path, steps: int, spatial: tuple[int, ...], *,
-               defaults: dict[str, Any] | None = None, batch_size: int, lr: float, seed: int = 0, save_every: int = 250,
+               defaults: dict[str, Any] | None = None, batch_size: int, lr: float,
+               seed: int = 0, save_every: int = 250,
                max_minutes: float | None = None, resume: bool = False,
                threads: int | None = None, schedule_steps: int | None = None,
                warmup_steps: int = 200, settings: dict[str, Any] | None = None,
