@@ -47,7 +47,8 @@ def test_prox_data_matches_closed_form():
     z = torch.randn(1, 1, 16, dtype=torch.float64)
     a = op.matrix
     gamma = 0.7
-    exact = torch.linalg.solve(a.T @ a + torch.eye(16, dtype=a.dtype) / gamma, a.T @ y[0] + z.flatten() / gamma)
+    exact = torch.linalg.solve(a.T @ a + torch.eye(16, dtype=a.dtype) / gamma,
+                               a.T @ y[0] + z.flatten() / gamma)
     torch.testing.assert_close(ops.prox_data(op, z, y, gamma).flatten(), exact)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
 import torch
 
@@ -117,3 +120,86 @@ class TestPseudoInverseContract(SolverContract):
         from pnpkit.solvers import PseudoInverse
 
         return PseudoInverse()
+
+
+def test_check_choice_names_the_setting_and_suggests():
+    from pnpkit.solvers import check_choice
+
+    check_choice("dcdp", "optimizer", "adam", ("sgd", "adam"))  # an allowed value passes
+    with pytest.raises(ValueError, match=r"^dcdp: optimizer must be one of sgd, adam, got 'adma'\. "
+                                         r"Did you mean 'adam'\?$"):
+        check_choice("dcdp", "optimizer", "adma", ("sgd", "adam"))
+    with pytest.raises(ValueError, match=r"^hqs: init must be one of pinv, adjoint, zeros, got 3\.$"):
+        check_choice("hqs", "init", 3, ("pinv", "adjoint", "zeros"))
+    with pytest.raises(ValueError, match="hqs: init must be one of pinv, adjoint, zeros, got 'pinvv'. "
+                                         "Did you mean 'pinv'"):
+        HQS(init="pinvv")
+
+
+def test_presets_override_base_key_by_key():
+    from pnpkit.solvers import Solver
+
+    @dataclass(kw_only=True)
+    class Toy(Solver):
+        name = "toy"
+        PRESETS: ClassVar[dict] = {"fast": dict(steps=5), "full": dict(steps=50, eta=0.1)}
+        BASE: ClassVar[dict] = dict(steps=10, eta=1.0, beta=0.5)
+        preset: str | None = None
+        steps: int | None = None
+        eta: float | None = None
+        beta: float | None = None
+
+        def __post_init__(self):
+            self.apply_preset()
+
+    def resolved(**kw):
+        t = Toy(**kw)
+        return t.steps, t.eta, t.beta
+
+    assert resolved() == (10, 1.0, 0.5)
+    assert resolved(preset="fast") == (5, 1.0, 0.5), "what a preset leaves unset comes from BASE"
+    assert resolved(preset="full") == (50, 0.1, 0.5)
+    assert resolved(preset="full", eta=2.0, beta=0.0) == (50, 2.0, 0.0), "explicit settings win"
+    with pytest.raises(ValueError, match="toy: preset must be one of fast, full, got 'fats'. "
+                                         "Did you mean 'fast'"):
+        Toy(preset="fats")
+
+
+def test_every_shipped_preset_resolves_as_before(all_plugins):
+    import pnpkit
+
+    for name in ("dcdp", "reddiff", "projdiff"):
+        cls = pnpkit.get_manager().get("solver", name).factory
+        for preset, values in cls.PRESETS.items():
+            config = cls(preset=preset).to_dict()
+            for key, value in {**cls.BASE, **values}.items():
+                assert config[key] == value, (name, preset, key)
+    # ProjDiff's presets name only what differs: the rest is BASE (its hand re-application once).
+    sr4 = pnpkit.get_manager().get("solver", "projdiff").factory(preset="sr4")
+    assert (sr4.iterations, sr4.repeats, sr4.eta, sr4.beta, sr4.levels, sr4.sigma_min, sr4.sigma_max,
+            sr4.rho) == (100, 1, 1.7, 0.0, "ddpm", 1e-4, 1.0, 7.0)
+    dcdp = pnpkit.get_manager().get("solver", "dcdp").factory(preset="phase-retrieval")
+    assert (dcdp.iterations, dcdp.tau, dcdp.lr, dcdp.t_start, dcdp.t_end,
+            dcdp.lr_reference_entries) == (200, 100, 500.0, 1000, 20, 3 * 512 * 512)
+
+
+def test_solvers_are_typed_with_the_core_interfaces(all_plugins):
+    import typing
+
+    import pnpkit
+    from pnpkit.operators import Operator
+    from pnpkit.priors import Prior
+    from pnpkit.solvers import IterativeSolver, SolveContext
+
+    solvers = pnpkit.get_manager().components["solver"]
+    assert {"hqs", "admm", "pgd", "pinv", "dcdp", "reddiff", "projdiff", "msdm-dirac", "dps"} <= set(solvers)
+    for name, comp in solvers.items():
+        cls = comp.factory
+        hints = typing.get_type_hints(cls.solve)
+        assert hints["operator"] is Operator and hints["prior"] is Prior, name
+        if issubclass(cls, IterativeSolver):
+            for method in (cls.setup, cls.step):
+                assert typing.get_type_hints(method)["ctx"] is SolveContext, name
+    ctx_hints = typing.get_type_hints(SolveContext.__init__)
+    assert ctx_hints["operator"] is Operator and ctx_hints["prior"] is Prior
+    assert isinstance(toy_problem()[0], Operator)

@@ -17,20 +17,29 @@ Optional methods a solver uses when present:
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import torch
 from torch import Tensor
 
+from .priors import randn_like
+
 
 @runtime_checkable
 class Operator(Protocol):
-    """The part of deepinv's ``Physics`` interface every operator has."""
+    """The part of deepinv's ``Physics`` interface every operator has: what solvers are typed with."""
 
     def A(self, x: Tensor, **kwargs: Any) -> Tensor: ...
 
 
-def is_linear(operator: Any) -> bool:
+@runtime_checkable
+class LinearOperator(Operator, Protocol):
+    """An :class:`Operator` with an adjoint (deepinv's ``LinearPhysics``); :func:`is_linear` tells."""
+
+    def A_adjoint(self, y: Tensor, **kwargs: Any) -> Tensor: ...
+
+
+def is_linear(operator: Any) -> TypeGuard[LinearOperator]:
     """Whether ``operator`` is linear: its ``linear`` flag, else whether it has ``A_adjoint``."""
     flag = getattr(operator, "linear", None)
     if flag is not None:
@@ -50,9 +59,9 @@ def measure(operator: Any, x: Tensor, generator: torch.Generator | None = None) 
         y = operator.A(x)
         sigma = noise_sigma(operator)
         if sigma > 0:
-            y = y + sigma * torch.randn(y.shape, generator=generator, dtype=y.dtype,
-                                        device="cpu" if generator is None else generator.device
-                                        ).to(y.device)
+            # Without a generator the noise comes from the global CPU generator on every device,
+            # so ``torch.manual_seed`` alone makes it reproducible on a GPU too.
+            y = y + sigma * randn_like(y, torch.default_generator if generator is None else generator)
     return y
 
 
@@ -103,7 +112,7 @@ def project(operator: Any, x: Tensor, y: Tensor) -> Tensor:
         raise TypeError(f"{type(operator).__name__} is nonlinear and defines no project(x, y); "
                         "give it one to use a projection-based solver")
     with torch.no_grad():
-        return x + operator.A_dagger(y - operator.A(x))
+        return x + pseudo_inverse(operator, y - operator.A(x))
 
 
 def prox_data(operator: Any, z: Tensor, y: Tensor, gamma: float, max_iter: int = 200,

@@ -5,6 +5,10 @@ A solver is a keyword-only dataclass whose fields are its settings. ``to_dict`` 
 from the configuration saved beside it. Iterative solvers subclass :class:`IterativeSolver`
 and implement ``setup`` and ``step``; the loop, the history, NFE counting, timing, the
 callback and the progress bar are shared.
+
+A solver object is its configuration and nothing else: everything one solve needs (schedules,
+optimisers, momenta, the constrained measurement) lives in the ``state`` that ``setup``
+returns and ``step`` passes on, so one instance can solve several problems at once.
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ import dataclasses
 import json
 import time
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from .. import operators as ops
+from ..operators import Operator
 from ..plugins import suggest
+from ..priors import Prior
 
 #: ``callback(iteration, x, record)``; returning True stops the solver early.
 Callback = Callable[[int, Tensor, dict[str, Any]], "bool | None"]
@@ -54,8 +61,8 @@ class Result:
 class SolveContext:
     """The problem being solved and the history being written, as a solver step sees it."""
 
-    def __init__(self, y: Tensor, operator: Any, prior: Any, generator: torch.Generator | None,
-                 reference: Tensor | None) -> None:
+    def __init__(self, y: Tensor, operator: Operator, prior: Prior,
+                 generator: torch.Generator | None, reference: Tensor | None) -> None:
         self.y = y
         self.operator = operator
         self.prior = prior
@@ -104,7 +111,7 @@ class Solver:
         return out
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> "Solver":
+    def from_dict(cls, config: dict[str, Any]) -> Solver:
         """Build from a settings dict; unknown keys and wrong types are clear errors."""
         config = dict(config)
         name = config.pop("name", cls.name)
@@ -120,19 +127,20 @@ class Solver:
         return cls(**config)
 
     def apply_preset(self) -> None:
-        """Fill the settings left at None from ``PRESETS[self.preset]`` (else ``BASE``).
+        """Fill the settings left at None from ``PRESETS[self.preset]`` layered over ``BASE``.
 
         For solvers with the papers' per-task settings: declare ``preset: str | None``, the
         preset-controlled fields with default None, the class dicts ``PRESETS`` and ``BASE``,
-        and call this first in ``__post_init__``. Explicit settings win; the resolved values
-        are what ``to_dict`` saves, so a saved config rebuilds the same solver.
+        and call this first in ``__post_init__``. A preset overrides ``BASE`` key by key (it
+        names only what differs), explicit settings win over both; the resolved values are
+        what ``to_dict`` saves, so a saved config rebuilds the same solver.
         """
         presets: dict[str, dict[str, Any]] = getattr(self, "PRESETS", {})
         preset = getattr(self, "preset", None)
-        if preset is not None and preset not in presets:
-            raise ValueError(f"unknown {self.name} preset {preset!r}; choose one of "
-                             f"{', '.join(sorted(presets))}")
-        for key, value in (presets[preset] if preset else getattr(self, "BASE", {})).items():
+        if preset is not None:
+            check_choice(self.name, "preset", preset, sorted(presets))
+        values = {**getattr(self, "BASE", {}), **(presets[preset] if preset else {})}
+        for key, value in values.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
 
@@ -140,14 +148,34 @@ class Solver:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "Solver":
+    def from_json(cls, text: str) -> Solver:
         return cls.from_dict(json.loads(text))
 
     # -- solving ---------------------------------------------------------------------------
-    def solve(self, y: Tensor, operator: Any, prior: Any, *, x_init: Tensor | None = None,
+    def solve(self, y: Tensor, operator: Operator, prior: Prior, *, x_init: Tensor | None = None,
               generator: torch.Generator | None = None, callback: Callback | None = None,
               reference: Tensor | None = None, progress: bool = False) -> Result:
         raise NotImplementedError
+
+
+def check_choice(solver: str, key: str, value: Any, choices: Iterable[str]) -> None:
+    """Raise a one-line :class:`ValueError` unless ``value`` is one of ``choices``.
+
+    :param str solver: the solver's name, which starts the message.
+    :param str key: the setting checked.
+    :param value: its value.
+    :param choices: the allowed values, in the order the message lists them.
+
+    >>> check_choice("dcdp", "optimizer", "adma", ("sgd", "adam"))
+    Traceback (most recent call last):
+    ...
+    ValueError: dcdp: optimizer must be one of sgd, adam, got 'adma'. Did you mean 'adam'?
+    """
+    choices = list(choices)
+    if value not in choices:
+        hint = suggest(value, choices) if isinstance(value, str) else ""
+        raise ValueError(f"{solver}: {key} must be one of {', '.join(choices)}, "
+                         f"got {value!r}.{hint}")
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -191,9 +219,7 @@ class IterativeSolver(Solver):
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise ValueError(f"{self.name}: iterations must be >= 1, got {self.iterations}")
-        if self.init not in ("pinv", "adjoint", "zeros"):
-            raise ValueError(f"{self.name}: init must be 'pinv', 'adjoint' or 'zeros', "
-                             f"got {self.init!r}")
+        check_choice(self.name, "init", self.init, ("pinv", "adjoint", "zeros"))
 
     def initial_point(self, ctx: SolveContext) -> Tensor:
         y, op = ctx.y, ctx.operator
@@ -204,18 +230,24 @@ class IterativeSolver(Solver):
             return torch.zeros_like(x) if self.init == "zeros" else x
 
     def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:
-        """The solver's state at iteration 0; ``state["x"]`` is the current estimate."""
+        """The solver's state at iteration 0; ``state["x"]`` is the current estimate.
+
+        Everything the loop needs beyond the settings (schedules, optimisers, auxiliary
+        variables) goes in the state, never on ``self``: one solver can then run several
+        solves at once.
+        """
         return {"x": x}
 
     def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
         """One iteration: the new state, with ``state["x"]`` the estimate. An optional
-        ``state["log"]`` dict is added to this iteration's history record."""
+        ``state["log"]`` dict is added to this iteration's history record. It reads the
+        settings and ``state`` only (return ``{**state, ...}`` to carry constants on)."""
         raise NotImplementedError
 
     def finish(self, ctx: SolveContext, state: dict[str, Any]) -> Tensor:
         return state["x"]
 
-    def solve(self, y: Tensor, operator: Any, prior: Any, *, x_init: Tensor | None = None,
+    def solve(self, y: Tensor, operator: Operator, prior: Prior, *, x_init: Tensor | None = None,
               generator: torch.Generator | None = None, callback: Callback | None = None,
               reference: Tensor | None = None, progress: bool = False) -> Result:
         """Reconstruct ``x`` from ``y = A(x) + n``; see :class:`Result`."""
@@ -235,7 +267,8 @@ class IterativeSolver(Solver):
             if callback is not None and callback(k, state["x"], rec) is True:
                 break
             if self.tol > 0:
-                change = (state["x"] - prev).flatten(1).norm(dim=1) / prev.flatten(1).norm(dim=1).clamp_min(1e-12)
+                change = ((state["x"] - prev).flatten(1).norm(dim=1)
+                          / prev.flatten(1).norm(dim=1).clamp_min(1e-12))
                 if float(change.max()) < self.tol:
                     break
         x = self.finish(ctx, state)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from .. import operators as ops
+from ..operators import Operator
+from ..priors import Prior
 from .base import Callback, Result, SolveContext, Solver
 
 
@@ -30,7 +31,7 @@ class PseudoInverse(Solver):
     name = "pinv"
     clip: float = 1.0
 
-    def solve(self, y: Tensor, operator: Any, prior: Any, *, x_init: Tensor | None = None,
+    def solve(self, y: Tensor, operator: Operator, prior: Prior, *, x_init: Tensor | None = None,
               generator: torch.Generator | None = None, callback: Callback | None = None,
               reference: Tensor | None = None, progress: bool = False) -> Result:
         ctx = SolveContext(y, operator, prior, generator, reference)

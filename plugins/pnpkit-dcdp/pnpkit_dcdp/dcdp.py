@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -10,7 +11,7 @@ from torch import Tensor
 
 from pnpkit import operators as ops
 from pnpkit.priors import linear_alphas_cumprod
-from pnpkit.solvers import HalfQuadraticSplitting, SolveContext
+from pnpkit.solvers import IterativeSolver, SolveContext, check_choice
 
 
 def linear_schedule(t_start: int, t_end: int, k: int) -> list[int]:
@@ -37,7 +38,7 @@ _PAPER_ENTRIES = {
 
 
 @dataclass(kw_only=True)
-class DCDP(HalfQuadraticSplitting):
+class DCDP(IterativeSolver):
     """Decoupled data consistency with diffusion purification (Li et al., arXiv:2403.06054).
 
     Each outer iteration ``k`` runs a data-consistency step and a purification:
@@ -52,9 +53,11 @@ class DCDP(HalfQuadraticSplitting):
               f_\\theta(x + \\sigma(T_k) z, \\sigma(T_k)) & \\text{consistency model} \\end{cases}
 
     with ``T_k`` decaying linearly from ``t_start`` to ``t_end`` (or constant, or a custom
-    list). It is HQS in the limit mu -> 0 and subclasses the core's HQS loop
-    (:class:`pnpkit.solvers.HalfQuadraticSplitting`): :meth:`data_step` and
-    :meth:`prior_step` are the two boxes of the paper's algorithm.
+    list). It is half-quadratic splitting in the limit mu -> 0: :meth:`step` is one round of
+    the paper's algorithm, :meth:`data_step` (the data-consistency box) then :meth:`purify`
+    (the purification box); both iterates are logged, stages ``"data"`` and ``"iterate"``,
+    as the core's HQS does. :meth:`setup` resolves what a round needs (the strengths T_k on
+    the prior's schedule, the learning rate for this measurement size) into the state.
 
     Latent diffusion (a prior with ``encode`` / ``decode``): ``latent="latent"`` is the
     paper's approach I (data consistency on z through the decoder, then z <- E(D(z))),
@@ -117,46 +120,80 @@ class DCDP(HalfQuadraticSplitting):
         self.apply_preset()
         if self.preset and self.lr_reference_entries is None:
             self.lr_reference_entries = _PAPER_ENTRIES[self.preset]
-        for key, allowed in (("optimizer", ("sgd", "adam")),
-                             ("schedule", ("linear", "constant", "custom")),
-                             ("purification", ("ddim", "tweedie", "consistency")),
-                             ("latent", ("none", "latent", "pixel"))):
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"dcdp: {key} must be one of {', '.join(allowed)}, "
-                                 f"got {getattr(self, key)!r}")
+        check_choice(self.name, "optimizer", self.optimizer, ("sgd", "adam"))
+        check_choice(self.name, "schedule", self.schedule, ("linear", "constant", "custom"))
+        check_choice(self.name, "purification", self.purification, ("ddim", "tweedie", "consistency"))
+        check_choice(self.name, "latent", self.latent, ("none", "latent", "pixel"))
         if self.schedule == "custom" and len(self.timesteps) != self.iterations:
             raise ValueError(f"dcdp: schedule 'custom' needs {self.iterations} timesteps "
                              f"(one per iteration), got {len(self.timesteps)}")
         super().__post_init__()
 
     # -- schedule ----------------------------------------------------------------------------
-    def strengths(self) -> list[int]:
-        """The purification strengths T_0, ..., T_{K-1}."""
+    def strengths(self, num_timesteps: int | None = None) -> list[int]:
+        """The purification strengths T_0, ..., T_{K-1}.
+
+        :param int num_timesteps: the prior's schedule length; strengths are then capped at
+            its last index (the papers write T0 = 1000 for a 1000-step schedule ending at 999).
+        """
         if self.schedule == "custom":
-            return [max(1, int(t)) for t in self.timesteps]
-        if self.schedule == "constant":
-            return [max(1, int(self.t_start))] * int(self.iterations)
-        return linear_schedule(int(self.t_start), int(self.t_end), int(self.iterations))
+            ts = [max(1, int(t)) for t in self.timesteps]
+        elif self.schedule == "constant":
+            ts = [max(1, int(self.t_start))] * int(self.iterations)
+        else:
+            ts = linear_schedule(int(self.t_start), int(self.t_end), int(self.iterations))
+        return ts if num_timesteps is None else [min(t, num_timesteps - 1) for t in ts]
 
-    # -- the two boxes of the algorithm ------------------------------------------------------------
+    # -- the algorithm -------------------------------------------------------------------------
     def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:
-        # The papers write T0 = 1000 for a 1000-step schedule whose last index is 999.
-        last = int(getattr(ctx.prior, "num_timesteps", 1000)) - 1
-        self._schedule = [min(t, last) for t in self.strengths()]
-        if self.latent != "none":
-            with torch.no_grad():
-                z = ctx.prior.encode(x)
-            return {"x": x, "z": z}
-        return {"x": x, "z": x}
-
-    def data_step(self, ctx: SolveContext, z: Tensor, k: int) -> Tensor:
-        """Tau optimiser steps on the mean squared residual, warm-started at ``z``."""
-        decode = ctx.prior.decode if self.latent == "latent" else None
-        v = z.detach().clone().requires_grad_(True)
+        """The start, and what every round needs: the strengths T_k, the learning rate on the
+        mean squared residual, the early-stop target (None: run all tau steps)."""
         lr = float(self.lr)
-        target = ops.noise_sigma(ctx.operator) ** 2 if self.early_stop else None
         if self.lr_reference_entries:
             lr *= ctx.y[0].numel() / self.lr_reference_entries
+        state: dict[str, Any] = {
+            "x": x, "z": x,
+            "timesteps": self.strengths(int(getattr(ctx.prior, "num_timesteps", 1000))),
+            "lr": lr,
+            "target": ops.noise_sigma(ctx.operator) ** 2 if self.early_stop else None,
+        }
+        if self.latent != "none":
+            with torch.no_grad():
+                state["z"] = ctx.prior.encode(x)
+        return state
+
+    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
+        """Round k: data consistency from the purified estimate, then purification at T_k."""
+        prior, t, lr, target = ctx.prior, state["timesteps"][k], state["lr"], state["target"]
+        if self.latent == "none":
+            x = self.data_step(ctx, state["z"], lr, target)
+            ctx.log(k, x, stage="data")
+            z = self.purify(ctx, x, t)
+            return {**state, "x": z, "z": z}
+        if self.latent == "latent":  # approach I: consistency on z through the decoder
+            z = self.data_step(ctx, state["z"], lr, target, decode=prior.decode)
+            with torch.no_grad():
+                x = prior.decode(z)
+                z = prior.encode(x)
+        else:  # approach II: consistency on x = D(z) in pixel space, then encode
+            with torch.no_grad():
+                x0 = prior.decode(state["z"])
+            x = self.data_step(ctx, x0, lr, target)
+            with torch.no_grad():
+                z = prior.encode(x)
+        ctx.log(k, x, stage="data")
+        z = self.purify(ctx, z, t)
+        with torch.no_grad():
+            return {**state, "x": prior.decode(z), "z": z}
+
+    def data_step(self, ctx: SolveContext, z: Tensor, lr: float, target: float | None,
+                  decode: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """Tau optimiser steps on the mean squared residual ``mean((y - A x)^2)``, from ``z``.
+
+        A fresh optimiser each round; ``x = decode(z)`` when given (latent approach I); stops
+        early once the loss reaches ``target``.
+        """
+        v = z.detach().clone().requires_grad_(True)
         opt = (torch.optim.SGD([v], lr=lr, momentum=self.momentum) if self.optimizer == "sgd"
                else torch.optim.Adam([v], lr=lr))
         with torch.enable_grad():
@@ -171,9 +208,8 @@ class DCDP(HalfQuadraticSplitting):
                 opt.step()
         return v.detach()
 
-    def prior_step(self, ctx: SolveContext, x: Tensor, k: int) -> Tensor:
-        """Diffusion purification of strength T_k."""
-        t = self._schedule[k]
+    def purify(self, ctx: SolveContext, x: Tensor, t: int) -> Tensor:
+        """Diffusion purification of strength ``t``: noise to ``t``, then back to a clean estimate."""
         prior = ctx.prior
         with torch.no_grad():
             if self.purification == "consistency":
@@ -184,26 +220,6 @@ class DCDP(HalfQuadraticSplitting):
             if self.purification == "tweedie":
                 return prior.x0(x_t, t, clip=True)
             return prior.ddim(x_t, t, steps=self.ddim_steps)
-
-    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
-        prior = ctx.prior
-        if self.latent == "none":
-            return super().step(ctx, state, k)
-        if self.latent == "latent":  # approach I: consistency on z through the decoder
-            z = self.data_step(ctx, state["z"], k)
-            with torch.no_grad():
-                x = prior.decode(z)
-                z = prior.encode(x)
-        else:  # approach II: consistency on x = D(z) in pixel space, then encode
-            with torch.no_grad():
-                x0 = prior.decode(state["z"])
-            x = self.data_step(ctx, x0, k)
-            with torch.no_grad():
-                z = prior.encode(x)
-        ctx.log(k, x, stage="data")
-        z = self.prior_step(ctx, z, k)
-        with torch.no_grad():
-            return {"x": prior.decode(z), "z": z}
 
     def initial_point(self, ctx: SolveContext) -> Tensor:
         if self.init == "zeros" and self.latent == "none":

@@ -8,7 +8,7 @@ import torch
 
 import pnpkit
 from pnpkit.operators import MatrixOperator
-from pnpkit.testing import GaussianDiffusionPrior, SolverContract, toy_problem
+from pnpkit.testing import GaussianDiffusionPrior, SolverContract
 from pnpkit_dcdp import DCDP, linear_schedule
 
 
@@ -26,7 +26,8 @@ def test_presets_fill_unset_settings_and_explicit_ones_win():
     assert DCDP(preset="phase-retrieval").t_end == 20
     assert DCDP(preset="gaussian-deblur", lr=3.0).lr == 3.0
     assert DCDP.from_dict(d.to_dict()).to_dict() == d.to_dict()
-    with pytest.raises(ValueError, match="unknown dcdp preset .sr8."):
+    with pytest.raises(ValueError, match="dcdp: preset must be one of box-inpainting, .*, got 'sr8'. "
+                                         "Did you mean 'sr4'"):
         DCDP(preset="sr8")
     with pytest.raises(ValueError, match="purification must be one of ddim, tweedie, consistency"):
         DCDP(purification="ode")
@@ -129,10 +130,23 @@ def test_the_papers_t0_of_1000_runs_at_the_last_timestep():
     op, x, y = _inpainting()
     solver = DCDP(iterations=3, tau=5, lr=10.0, t_start=1000, t_end=20, purification="tweedie")
     assert solver.strengths()[0] == 1000
-    prior = GaussianDiffusionPrior()
+    assert solver.strengths(num_timesteps=1000) == [999, 510, 20]
+
+    class Recording(GaussianDiffusionPrior):
+        """Records the timestep of every purification (one Tweedie call each)."""
+
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def x0(self, x_t, t, clip=False):
+            self.seen.append(int(t))
+            return super().x0(x_t, t, clip)
+
+    prior = Recording()
     assert prior.num_timesteps == 1000
     res = solver.solve(y, op, prior, generator=torch.Generator().manual_seed(0))
-    assert solver._schedule == [999, 510, 20] and res.nfe == 3
+    assert prior.seen == [999, 510, 20] and res.nfe == 3
 
 
 class FakeConsistency(GaussianDiffusionPrior):

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pnpkit.priors import karras_sigmas
+from pnpkit.operators import Operator
+from pnpkit.priors import Prior, karras_sigmas, randn_like
 from pnpkit.solvers import IterativeSolver, SolveContext
 
 
@@ -121,13 +122,13 @@ class MSDMDirac(IterativeSolver):
         return karras_sigmas(int(self.iterations), float(self.sigma_min), float(self.sigma_max),
                              float(self.rho)) + [0.0]
 
-    def check_mixture(self, operator: Any, x: Tensor) -> None:
+    def check_mixture(self, operator: Operator, x: Tensor) -> None:
         """Raise a :class:`ValueError` unless ``operator.A`` sums the channels of ``x``."""
         what = f"{self.name} separates a mixture y = sum_k x_k (sources as channels, e.g. " \
                f"the 'mixture' operator); operator {type(operator).__name__}"
         # A fixed, non-constant probe: a weighted sum or a mean would not match it.
         g = torch.Generator().manual_seed(0)
-        probe = torch.randn((1, *x.shape[1:]), generator=g, dtype=torch.float64)
+        probe = randn_like(torch.empty((1, *x.shape[1:]), dtype=torch.float64), g)
         probe = probe.to(device=x.device, dtype=x.dtype)
         try:
             out = operator.A(probe)
@@ -145,27 +146,29 @@ class MSDMDirac(IterativeSolver):
         others = x.sum(1, keepdim=True) - x[:, c:c + 1]
         return torch.cat([x[:, :c], y - others, x[:, c + 1:]], dim=1)
 
-    def denoised(self, prior: Any, x: Tensor, sigma: float) -> Tensor:
+    def denoised(self, prior: Prior, x: Tensor, sigma: float) -> Tensor:
         out = prior.denoise(x, sigma)
         return out.clamp(-1.0, 1.0) if self.clamp else out
 
     # -- the loop ------------------------------------------------------------------------------
     def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:
+        """``x = sigma_0 z``, and the constrained source ``c``, the mixture ``y`` shaped as one
+        source, the levels and the churn ``gamma``."""
         self.check_mixture(ctx.operator, x)
         k = x.shape[1]
-        self._c = k - 1 if self.source_id is None else int(self.source_id)
-        if self._c >= k:
-            raise ValueError(f"{self.name}: source_id {self._c} is out of range for {k} sources")
-        self._y = ctx.y.reshape(x.shape[0], 1, *x.shape[2:]).to(x.dtype)
-        self._levels = self.noise_levels()
-        self._gamma = min(float(self.s_churn) / int(self.iterations), math.sqrt(2.0) - 1.0)
-        return {"x": self._levels[0] * ctx.randn_like(x)}
+        c = k - 1 if self.source_id is None else int(self.source_id)
+        if c >= k:
+            raise ValueError(f"{self.name}: source_id {c} is out of range for {k} sources")
+        levels = self.noise_levels()
+        return {"x": levels[0] * ctx.randn_like(x), "c": c, "levels": levels,
+                "y": ctx.y.reshape(x.shape[0], 1, *x.shape[2:]).to(x.dtype),
+                "gamma": min(float(self.s_churn) / int(self.iterations), math.sqrt(2.0) - 1.0)}
 
     def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
         """One noise level: ``num_resamples`` churned Euler steps from sigma_k to sigma_{k+1}."""
-        x, y, c = state["x"], self._y, self._c
-        sigma, sigma_next = self._levels[k], self._levels[k + 1]
-        gamma = self._gamma if self.s_tmin <= sigma <= self.s_tmax else 0.0
+        x, y, c = state["x"], state["y"], state["c"]
+        sigma, sigma_next = state["levels"][k], state["levels"][k + 1]
+        gamma = state["gamma"] if self.s_tmin <= sigma <= self.s_tmax else 0.0
         sigma_hat = sigma * (1.0 + gamma)
         with torch.no_grad():
             for r in range(int(self.num_resamples)):
@@ -176,4 +179,4 @@ class MSDMDirac(IterativeSolver):
                 x = self.constrain(x + (sigma_next - sigma_hat) * (d - d[:, c:c + 1]), y, c)
                 if r < self.num_resamples - 1:
                     x = x + math.sqrt(sigma**2 - sigma_next**2) * ctx.randn_like(x)
-        return {"x": x, "log": {"sigma": sigma, "sigma_hat": sigma_hat}}
+        return {**state, "x": x, "log": {"sigma": sigma, "sigma_hat": sigma_hat}}

@@ -11,7 +11,9 @@ import torch
 from torch import Tensor
 
 from pnpkit import operators as ops
-from pnpkit.solvers import Result, SolveContext, Solver
+from pnpkit.operators import Operator
+from pnpkit.priors import Prior
+from pnpkit.solvers import Callback, Result, SolveContext, Solver
 
 
 def derived_seed(generator: torch.Generator | None) -> int:
@@ -20,7 +22,7 @@ def derived_seed(generator: torch.Generator | None) -> int:
                              device=generator.device if generator is not None else "cpu"))
 
 
-def to_unit_range(y: Tensor, operator: Any, sigma_floor: float = 0.0) -> tuple[Tensor, Any]:
+def to_unit_range(y: Tensor, operator: Operator, sigma_floor: float = 0.0) -> tuple[Tensor, Any]:
     """Measurements and operator of the same problem with images in deepinv's [0, 1].
 
     pnpkit signals are in [-1, 1]; with ``x01 = (x + 1) / 2`` a linear operator gives
@@ -40,7 +42,8 @@ def to_unit_range(y: Tensor, operator: Any, sigma_floor: float = 0.0) -> tuple[T
     if noise is not None and hasattr(noise, "sigma"):
         if isinstance(noise.sigma, Tensor):
             with torch.no_grad():
-                noise.sigma.data = torch.as_tensor(sigma / 2, dtype=noise.sigma.dtype).expand_as(noise.sigma).clone()
+                level = torch.as_tensor(sigma / 2, dtype=noise.sigma.dtype)
+                noise.sigma.data = level.expand_as(noise.sigma).clone()
         else:
             noise.sigma = sigma / 2
     return y01, physics
@@ -53,8 +56,8 @@ class PeerSolver(Solver):
     def run(self, ctx: SolveContext, seed: int) -> Tensor:
         raise NotImplementedError
 
-    def solve(self, y: Tensor, operator: Any, prior: Any, *, x_init: Tensor | None = None,
-              generator: torch.Generator | None = None, callback: Any = None,
+    def solve(self, y: Tensor, operator: Operator, prior: Prior, *, x_init: Tensor | None = None,
+              generator: torch.Generator | None = None, callback: Callback | None = None,
               reference: Tensor | None = None, progress: bool = False) -> Result:
         ctx = SolveContext(y, operator, prior, generator, reference)
         nfe0 = getattr(prior, "nfe", 0)

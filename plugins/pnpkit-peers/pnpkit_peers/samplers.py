@@ -19,8 +19,8 @@ class DPS(PeerSolver):
 
     deepinv's sampler carries its state in [-1, 1] but evaluates the data term on [0, 1]
     images; the operator is seen through ``x01 -> A(2 x01 - 1)``, which keeps ``y`` as it is
-    and works for nonlinear operators too; the [0, 1] sample it returns is mapped back. Each step backpropagates through the network
-    (the memory cost RED-Diff and DCDP avoid).
+    and works for nonlinear operators too; the [0, 1] sample it returns is mapped back. Each
+    step backpropagates through the network (the memory cost RED-Diff and DCDP avoid).
 
     :param int iterations: reverse-diffusion steps (1000 as the paper).
     :param float weight: weight of the likelihood guidance.

@@ -82,8 +82,10 @@ def test_dps_guidance_pulls_towards_the_measurements():
 
 def test_dps_is_seeded_by_the_solve_generator():
     op, x, y = inpainting()
-    run = lambda seed: DPS(iterations=10).solve(y, op, GaussianDiffusionPrior(),
-                                                generator=torch.Generator().manual_seed(seed)).x
+    def run(seed):
+        return DPS(iterations=10).solve(y, op, GaussianDiffusionPrior(),
+                                        generator=torch.Generator().manual_seed(seed)).x
+
     torch.testing.assert_close(run(1), run(1), rtol=0, atol=0)
     assert not torch.equal(run(1), run(2))
 

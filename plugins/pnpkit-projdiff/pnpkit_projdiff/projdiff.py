@@ -10,13 +10,14 @@ import torch
 from torch import Tensor
 
 from pnpkit import operators as ops
-from pnpkit.priors import karras_sigmas
-from pnpkit.solvers import ProximalGradient, SolveContext
+from pnpkit.operators import Operator
+from pnpkit.priors import Prior, karras_sigmas, randn_like
+from pnpkit.solvers import IterativeSolver, SolveContext, check_choice
 
 __all__ = ["ProjDiff", "equivalent_noise_std", "karras_sigmas"]  # karras_sigmas: re-exported from the core
 
 
-def equivalent_noise_std(operator: Any, y: Tensor, sigma_y: float, samples: int = 4,
+def equivalent_noise_std(operator: Operator, y: Tensor, sigma_y: float, samples: int = 4,
                          generator: torch.Generator | None = None) -> float:
     """Std of the measurement noise seen through ``A^+`` on its range, ``sigma_eq``.
 
@@ -27,14 +28,13 @@ def equivalent_noise_std(operator: Any, y: Tensor, sigma_y: float, samples: int 
         return 0.0
     total = 0.0
     for _ in range(samples):
-        n = torch.randn(y.shape, generator=generator, dtype=y.dtype,
-                        device=generator.device if generator is not None else y.device).to(y.device)
+        n = randn_like(y, generator)
         total += float(ops.pseudo_inverse(operator, n).pow(2).sum() / n.pow(2).sum())
     return sigma_y * math.sqrt(total / samples)
 
 
 @dataclass(kw_only=True)
-class ProjDiff(ProximalGradient):
+class ProjDiff(IterativeSolver):
     """ProjDiff (arXiv:2406.06959): the diffusion denoiser as a truncated gradient, then a projection.
 
     With noise levels ``sigma_1 > ... > sigma_S`` (the DDPM timesteps' VE-equivalent levels
@@ -49,11 +49,13 @@ class ProjDiff(ProximalGradient):
 
     repeated ``repeats`` times per level. The step direction is the denoiser residual (the
     gradient through the denoiser is truncated: no backpropagation), and ``P_y`` is the
-    operator's projection onto {x : A x = y} (:func:`pnpkit.operators.project`). It is the
-    core's projected-gradient loop (:class:`pnpkit.solvers.ProximalGradient`).
+    operator's projection onto {x : A x = y} (:func:`pnpkit.operators.project`).
+    :meth:`step` is one level of that loop; :meth:`setup` puts the levels, the momentum
+    ``v`` and the noisy-measurement quantities in the state.
 
     Nonlinear operators (phase retrieval) use their own ``project`` (magnitude replacement)
-    before noising as well as after each step.
+    before noising as well as after each step: the sample is drawn and the residual taken
+    at ``P_y(x_0)``, the step is taken from ``x_0``.
 
     Noisy measurements (``sigma_y > 0``): the noise seen through ``A^+`` gives an equivalent
     level ``sigma_eq`` (``alpha_obs = 1 / (1 + sigma_eq^2)``). While ``sigma_s >= sigma_eq``
@@ -117,18 +119,14 @@ class ProjDiff(ProximalGradient):
 
     def __post_init__(self) -> None:
         self.apply_preset()
-        for key, value in self.BASE.items():  # what a preset leaves unset
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-        if self.levels not in ("ddpm", "karras"):
-            raise ValueError(f"projdiff: levels must be 'ddpm' or 'karras', got {self.levels!r}")
+        check_choice(self.name, "levels", self.levels, ("ddpm", "karras"))
         if self.repeats < 1:
             raise ValueError(f"projdiff: repeats must be >= 1, got {self.repeats}")
         super().__post_init__()
 
     # -- noise levels ------------------------------------------------------------------------
-    def noise_levels(self, prior: Any) -> list[float]:
-        """The S levels, largest first."""
+    def noise_levels(self, prior: Prior) -> list[float]:
+        """The S levels, largest first (``"ddpm"`` levels need a diffusion prior's schedule)."""
         if self.levels == "karras":
             return karras_sigmas(int(self.iterations), float(self.sigma_min), float(self.sigma_max),
                                  float(self.rho))
@@ -137,71 +135,61 @@ class ProjDiff(ProximalGradient):
         ts = [max(0, total - stride * (i + 1)) for i in range(int(self.iterations))]  # 990 ... 0
         return [float(prior.sigma(t)) for t in ts]
 
-    def _denoise(self, prior: Any, x: Tensor, sigma: float) -> Tensor:
-        return prior.denoise(x, sigma)
-
     # -- the loop ----------------------------------------------------------------------------
     def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:
+        """The levels, ``x_0 = D(sigma_1 z, sigma_1)``, the momentum ``v = 0``, and for noisy
+        measurements ``sigma_eq`` and the auxiliary observation ``A^+ y`` (else None)."""
         prior, op = ctx.prior, ctx.operator
-        self._levels = self.noise_levels(prior)
-        self._linear = ops.is_linear(op)
+        levels = self.noise_levels(prior)
+        linear = ops.is_linear(op)
         sigma_y = ops.noise_sigma(op) if self.noisy else 0.0
-        self._sigma_eq = (equivalent_noise_std(op, ctx.y, sigma_y, generator=ctx.generator)
-                          if sigma_y > 0 and self._linear else 0.0)
+        sigma_eq = (equivalent_noise_std(op, ctx.y, sigma_y, generator=ctx.generator)
+                    if sigma_y > 0 and linear else 0.0)
         with torch.no_grad():
-            self._aux = ops.pseudo_inverse(op, ctx.y) if self._sigma_eq > 0 else None
-            s0 = self._levels[0]
-            x0 = self._denoise(prior, s0 * ctx.randn_like(x), s0)
-        self._v = torch.zeros_like(x0)
-        self._replace = False
-        return {"x": x0}
+            aux = ops.pseudo_inverse(op, ctx.y) if sigma_eq > 0 else None
+            x0 = prior.denoise(levels[0] * ctx.randn_like(x), levels[0])
+        return {"x": x0, "v": torch.zeros_like(x0), "levels": levels, "linear": linear,
+                "sigma_eq": sigma_eq, "aux": aux}
+
+    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
+        """Level k, ``repeats`` times: noise, denoise, momentum step, projection."""
+        x0, v, sigma, aux = state["x"], state["v"], state["levels"][k], state["aux"]
+        with torch.no_grad():
+            for _ in range(int(self.repeats)):
+                at = x0 if state["linear"] else self.project(ctx, x0)  # phase retrieval: P_y first
+                if aux is None:
+                    x, replace = at + sigma * ctx.randn_like(at), False
+                else:
+                    x, replace = self.noisy_sample(ctx, at, sigma, aux, state["sigma_eq"])
+                d = ctx.prior.denoise(x, sigma) - at  # the denoiser residual: a truncated gradient
+                if replace:  # noisy regime above sigma_eq: x0 becomes the denoised estimate
+                    x0 = x0 + d
+                    continue
+                v = self.beta * v + (1 - self.beta) * d
+                x0 = x0 + self.eta * v
+                if aux is None:  # projecting onto noisy measurements would fit the noise
+                    x0 = self.project(ctx, x0)
+        return {**state, "x": x0, "v": v, "log": {"sigma": sigma}}
+
+    def project(self, ctx: SolveContext, x: Tensor) -> Tensor:
+        """``P_y(x)``: the operator's projection onto {x : A x = y}."""
+        return ops.project(ctx.operator, x, ctx.y)
 
     def _range(self, ctx: SolveContext, v: Tensor) -> Tensor:
         """``A^+ A v``: the component of ``v`` the measurements see."""
         return ops.pseudo_inverse(ctx.operator, ctx.operator.A(v))
 
-    def _noisy_sample(self, ctx: SolveContext, x0: Tensor, sigma: float) -> tuple[Tensor, bool]:
-        """The noisy sample at level ``sigma`` and whether the regime replaces x0."""
-        z = ctx.randn_like(x0)
-        if self._aux is None:
-            return x0 + sigma * z, False
-        eq = self._sigma_eq
-        z_r = self._range(ctx, z)
-        if sigma >= eq:  # the auxiliary observation, noised from sigma_eq up to sigma
-            x0_r = self._range(ctx, x0)
-            x = (self._aux + math.sqrt(sigma**2 - eq**2) * z_r) + (x0 - x0_r) + sigma * (z - z_r)
-            return x, True
-        implied = (self._aux - self._range(ctx, x0)) / eq  # noise the frozen sample carries
-        return x0 + sigma * implied + sigma * (z - z_r), False
+    def noisy_sample(self, ctx: SolveContext, x0: Tensor, sigma: float, aux: Tensor,
+                     sigma_eq: float) -> tuple[Tensor, bool]:
+        """The noisy sample at ``sigma`` for noisy measurements, and whether x0 is replaced.
 
-    def project(self, ctx: SolveContext, x: Tensor) -> Tensor:
-        return ops.project(ctx.operator, x, ctx.y)
-
-    def gradient(self, ctx: SolveContext, x0: Tensor, k: int) -> Tensor:
-        """Minus the denoiser residual ``D(x, sigma_k) - x_0`` at a fresh noisy sample.
-
-        The gradient through the denoiser is truncated: no backpropagation.
+        At or above ``sigma_eq`` its range component is the auxiliary observation ``aux``
+        noised from ``sigma_eq`` up to ``sigma``; below, the frozen sample's implied noise.
         """
-        sigma = self._levels[k]
-        if not self._linear:
-            x0 = self.project(ctx, x0)  # phase retrieval: project before noising too
-        x, self._replace = self._noisy_sample(ctx, x0, sigma)
-        return x0 - self._denoise(ctx.prior, x, sigma)
-
-    def descend(self, ctx: SolveContext, x0: Tensor, grad: Tensor, k: int) -> Tensor:
-        """Momentum step ``x_0 + eta v``; in the noisy regime above ``sigma_eq``, the estimate."""
-        if self._replace:
-            return x0 - grad
-        self._v = self.beta * self._v - (1 - self.beta) * grad
-        return x0 + self.eta * self._v
-
-    def proximal(self, ctx: SolveContext, x0: Tensor, k: int) -> Tensor:
-        """The projection onto the measurement set (none for noisy measurements)."""
-        return self.project(ctx, x0) if self._aux is None else x0
-
-    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
-        x0 = state["x"]
-        with torch.no_grad():
-            for _ in range(int(self.repeats)):
-                x0 = self.proximal(ctx, self.descend(ctx, x0, self.gradient(ctx, x0, k), k), k)
-        return {"x": x0, "log": {"sigma": self._levels[k]}}
+        z = ctx.randn_like(x0)
+        z_r = self._range(ctx, z)
+        if sigma >= sigma_eq:
+            x0_r = self._range(ctx, x0)
+            return (aux + math.sqrt(sigma**2 - sigma_eq**2) * z_r) + (x0 - x0_r) + sigma * (z - z_r), True
+        implied = (aux - self._range(ctx, x0)) / sigma_eq  # noise the frozen sample carries
+        return x0 + sigma * implied + sigma * (z - z_r), False

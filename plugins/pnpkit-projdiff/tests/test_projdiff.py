@@ -7,6 +7,7 @@ import torch
 
 import pnpkit
 from pnpkit.operators import MatrixOperator
+from pnpkit.solvers import SolveContext
 from pnpkit.testing import GaussianDiffusionPrior, SolverContract, toy_problem
 from pnpkit_projdiff import ProjDiff, equivalent_noise_std, karras_sigmas
 
@@ -27,7 +28,7 @@ def test_presets_and_validation():
     assert ProjDiff(preset="sr4").eta == 1.7 and ProjDiff(preset="gaussian-deblur-noisy").eta == 0.1
     assert ProjDiff(preset="phase-retrieval").iterations == 1000
     assert ProjDiff(preset="sr4", eta=2.0).eta == 2.0
-    with pytest.raises(ValueError, match="levels must be 'ddpm' or 'karras'"):
+    with pytest.raises(ValueError, match="projdiff: levels must be one of ddpm, karras, got 'cosine'"):
         ProjDiff(levels="cosine")
     assert pnpkit.get_manager().get("solver", "projdiff").factory is ProjDiff
 
@@ -66,7 +67,10 @@ def test_noisy_measurements_switch_regimes_and_do_not_fit_the_noise():
     y = y.float()
     solver = ProjDiff(iterations=40, eta=0.5)
     res = solver.solve(y, op, GaussianDiffusionPrior(scale=0.6), generator=torch.Generator().manual_seed(0))
-    sig_eq = solver._sigma_eq
+    # The level the solve used: setup, with the same generator, draws it first.
+    ctx = SolveContext(y, op, GaussianDiffusionPrior(scale=0.6), torch.Generator().manual_seed(0), None)
+    sig_eq = solver.setup(ctx, pnpkit.operators.pseudo_inverse(op, y))["sigma_eq"]
+    assert sig_eq == equivalent_noise_std(op, y, 0.2, generator=torch.Generator().manual_seed(0))
     assert sig_eq > 0
     above = [h for h in res.history if h["sigma"] >= sig_eq]
     assert 0 < len(above) < len(res.history), "both regimes are visited"

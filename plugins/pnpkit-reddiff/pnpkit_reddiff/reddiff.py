@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from pnpkit import operators as ops
-from pnpkit.solvers import ProximalGradient, SolveContext
+from pnpkit.solvers import IterativeSolver, SolveContext, check_choice
 
 #: The paper's weightings g of the inverse square-root SNR, w_t = lambda * g(snr_inv).
 WEIGHTINGS: dict[str, Callable[[float], float]] = {
@@ -35,12 +35,14 @@ def timestep_order(num_steps: int, total: int, order: str,
     if order == "ascending":
         ts = ts.flip(0)
     elif order == "random":
-        ts = ts[torch.randperm(num_steps, generator=generator, device=generator.device if generator else "cpu").cpu()]
+        # A permutation, not noise: drawn on the generator's device as randn_like draws noise.
+        device = generator.device if generator is not None else "cpu"
+        ts = ts[torch.randperm(num_steps, generator=generator, device=device).cpu()]
     return [int(t) for t in ts]
 
 
 @dataclass(kw_only=True)
-class REDDiff(ProximalGradient):
+class REDDiff(IterativeSolver):
     """RED-Diff (Mardani et al., arXiv:2305.04391).
 
     The mean ``mu`` of a Gaussian posterior approximation is optimised; at each timestep
@@ -56,8 +58,8 @@ class REDDiff(ProximalGradient):
 
     followed by one step of the optimiser (Adam with betas (0.9, 0.99) by default). The
     regulariser's gradient is the detached residual: the network is never differentiated.
-    It is the core's proximal-gradient loop (:class:`pnpkit.solvers.ProximalGradient`): the
-    RED-Diff loss gradient, a descent by the optimiser, and the identity as proximal map.
+    :meth:`step` is that update line for line; :meth:`setup` puts ``mu``, its optimiser and
+    the timesteps in the state.
 
     Fidelity versus perception: a larger ``lam`` (or a smaller ``lr``) leans on the prior
     (sharper, less faithful); a smaller ``lam`` on the measurements (the paper's ablation).
@@ -111,12 +113,8 @@ class REDDiff(ProximalGradient):
     def __post_init__(self) -> None:
         self.apply_preset()
         self.betas = list(self.betas)
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"reddiff: weighting must be one of {', '.join(WEIGHTINGS)}, "
-                             f"got {self.weighting!r}")
-        if self.order not in ("descending", "ascending", "random"):
-            raise ValueError(f"reddiff: order must be descending, ascending or random, "
-                             f"got {self.order!r}")
+        check_choice(self.name, "weighting", self.weighting, WEIGHTINGS)
+        check_choice(self.name, "order", self.order, ("descending", "ascending", "random"))
         if not isinstance(getattr(torch.optim, self.optimizer, None), type):
             raise ValueError(f"reddiff: {self.optimizer!r} is not a torch.optim optimiser "
                              "(e.g. Adam, SGD, AdamW)")
@@ -130,47 +128,38 @@ class REDDiff(ProximalGradient):
         return cls(params, **kwargs)
 
     def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:
+        """``mu`` (a latent with ``latent``), the optimiser on it, and the timesteps in order."""
         mu = ctx.prior.encode(x) if self.latent else x
         mu = mu.detach().clone().requires_grad_(True)
-        self._times = timestep_order(int(self.iterations), ctx.prior.num_timesteps, self.order,
-                                     ctx.generator)
-        self._opt = self._make_optimizer([mu])
-        return {"x": ctx.prior.decode(mu).detach() if self.latent else mu.detach(), "mu": mu}
+        return {"x": ctx.prior.decode(mu).detach() if self.latent else mu.detach(), "mu": mu,
+                "timesteps": timestep_order(int(self.iterations), ctx.prior.num_timesteps,
+                                            self.order, ctx.generator),
+                "optimizer": self._make_optimizer([mu])}
 
-    def gradient(self, ctx: SolveContext, mu: Tensor, k: int) -> Tensor:
-        """Gradient of the RED-Diff loss at ``mu`` (autograd on the data term only)."""
-        prior, t = ctx.prior, self._times[k]
+    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
+        """Timestep t_k: diffuse mu, one network call, one optimiser step on the loss."""
+        prior, mu, t = ctx.prior, state["mu"], state["timesteps"][k]
+        decode = prior.decode if self.latent else (lambda m: m)
         a = float(prior.alphas_cumprod[t])
         x0 = mu.detach()
         if self.sigma_x0 > 0:
             x0 = x0 + self.sigma_x0 * ctx.randn_like(x0)
         eps = ctx.randn_like(x0)
         with torch.no_grad():
-            x_t = prior.noise(x0, t, noise=eps)
-            eps_hat = prior.eps(x_t, t)
+            eps_hat = prior.eps(prior.noise(x0, t, noise=eps), t)  # sg[eps_theta(x_t, t)]
         w = self.lam * WEIGHTINGS[self.weighting](math.sqrt((1 - a) / a))
-        with torch.enable_grad():
+        with torch.enable_grad():  # autograd on the data term only
             m = mu.detach().requires_grad_(True)
-            signal = ctx.prior.decode(m) if self.latent else m
-            obs = 0.5 * (ctx.y - ctx.operator.A(signal)).abs().pow(2).mean()
+            obs = 0.5 * (ctx.y - ctx.operator.A(decode(m))).abs().pow(2).mean()
             (g_obs,) = torch.autograd.grad(obs, m)
         g_reg = (eps_hat - eps) / eps.numel()  # gradient of mean(sg[eps_hat - eps] * mu)
-        self._terms = {"t": t, "weight": w, "loss_obs": float(obs.detach()),
-                       "loss_reg": float(((eps_hat - eps) * x0).mean())}
-        return self.obs_weight * g_obs + w * g_reg
-
-    def descend(self, ctx: SolveContext, mu: Tensor, grad: Tensor, k: int) -> Tensor:
-        """One step of the optimiser on ``mu`` (in place) with the given gradient."""
-        self._opt.zero_grad(set_to_none=True)
-        mu.grad = grad
-        self._opt.step()
-        return mu
-
-    def proximal(self, ctx: SolveContext, x: Tensor, k: int) -> Tensor:
-        return x
-
-    def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
-        mu = self.descend(ctx, state["mu"], self.gradient(ctx, state["mu"], k), k)
+        # Before the step: x0 may be mu's own storage, which the optimiser updates in place.
+        log = {"t": t, "weight": w, "loss_obs": float(obs.detach()),
+               "loss_reg": float(((eps_hat - eps) * x0).mean())}
+        opt = state["optimizer"]
+        opt.zero_grad(set_to_none=True)
+        mu.grad = self.obs_weight * g_obs + w * g_reg
+        opt.step()
         with torch.no_grad():
-            x = self.proximal(ctx, ctx.prior.decode(mu) if self.latent else mu.detach().clone(), k)
-        return {"x": x, "mu": mu, "log": dict(self._terms)}
+            x = decode(mu) if self.latent else mu.detach().clone()
+        return {**state, "x": x, "log": log}

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import pnpkit
-from pnpkit.operators import MatrixOperator
 from pnpkit.testing import GaussianDiffusionPrior, SolverContract, toy_problem
 from pnpkit_reddiff import WEIGHTINGS, REDDiff, timestep_order
 
@@ -44,7 +43,8 @@ class NoBackprop(GaussianDiffusionPrior):
 
 def test_network_is_never_differentiated_and_nfe_is_one_per_step():
     op, _, x, y = toy_problem(n=64, m=40)
-    res = REDDiff(iterations=30, lr=0.1).solve(y.float(), op, NoBackprop(), generator=torch.Generator().manual_seed(0))
+    res = REDDiff(iterations=30, lr=0.1).solve(y.float(), op, NoBackprop(),
+                                               generator=torch.Generator().manual_seed(0))
     assert res.nfe == 30
     assert [h["t"] for h in res.history][:2] == [999, 965]
     assert {"loss_obs", "loss_reg", "weight"} <= set(res.history[0])
@@ -71,7 +71,8 @@ def test_gradient_is_the_papers_update():
 
 def test_without_regulariser_it_fits_the_data():
     op, _, x, y = toy_problem(n=32, m=16)
-    res = REDDiff(iterations=300, lam=0.0, lr=0.05, init="zeros").solve(y.float(), op, GaussianDiffusionPrior())
+    res = REDDiff(iterations=300, lam=0.0, lr=0.05, init="zeros").solve(y.float(), op,
+                                                                        GaussianDiffusionPrior())
     assert res.history[-1]["residual"] < 1e-2
 
 
