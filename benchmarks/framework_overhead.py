@@ -53,7 +53,8 @@ def plain_dcdp_v2(y, op, unet, x0, iterations, tau, lr, t_schedule, generator):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "framework_overhead.json")
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).parent / "results" / "framework_overhead.json")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     prior = pnpkit.create("prior", "default-grey32")
@@ -104,7 +105,8 @@ def main() -> int:
     print(f"pnpkit {med['pnpkit']:.3f} s vs plain loop {med['plain']:.3f} s (median of {args.repeat}): "
           f"overhead {100 * overhead:+.1f}% (target <= 3%): {'OK' if overhead <= 0.03 else 'MISSED'}; "
           f"same result: {same}")
-    print(f"16 images: one batch {batched:.2f} s vs 16 runs {singles:.2f} s: throughput x{singles / batched:.2f}")
+    print(f"16 images: one batch {batched:.2f} s vs 16 runs {singles:.2f} s: "
+          f"throughput x{singles / batched:.2f}")
     return 0
 
 

@@ -105,7 +105,8 @@ def test_seed_changes_the_noise(toy_site, tmp_path):
 def test_different_config_in_same_folder_is_refused(toy_site, tmp_path):
     pipeline.run(cfgmod.load(write_config(tmp_path)), progress=False)
     changed = cfgmod.load(write_config(tmp_path), ["solver.iterations=11"])
-    with pytest.raises(cfgmod.ConfigError, match="holds a run of a different configuration; pass --overwrite"):
+    with pytest.raises(cfgmod.ConfigError,
+                       match="holds a run of a different configuration; pass --overwrite"):
         pipeline.run(changed, progress=False)
     assert pipeline.run(changed, overwrite=True, progress=False)["mean"]["nfe"] == 11
 
@@ -190,7 +191,8 @@ def test_unknown_keys_suggest_the_closest(tmp_path, text, message):
 
 def test_unknown_plugin_settings_are_errors(toy_site, tmp_path):
     path = write_config(tmp_path)
-    with pytest.raises(TypeError, match="unknown setting 'keeep' for operator 'toy-mask'. Did you mean 'keep'"):
+    with pytest.raises(TypeError,
+                       match="unknown setting 'keeep' for operator 'toy-mask'. Did you mean 'keep'"):
         pipeline.Pipeline(cfgmod.load(path, ["operator.keeep=0.3"]))
     with pytest.raises(TypeError, match="unknown setting 'iters' for solver 'hqs'"):
         pipeline.Pipeline(cfgmod.load(path, ["solver.iters=3"]))
@@ -248,8 +250,9 @@ def test_torchrun_two_gloo_processes_match_a_single_process(toy_site, tmp_path):
     every item equals the single-process run's, bit for bit."""
     cfg = write_config(tmp_path, count=5, iterations=20)
     env = dict(os.environ, PYTHONPATH=str(toy_site), PNPKIT_LOAD_PLUGINS="toy")
-    single = subprocess.run([sys.executable, "-m", "pnpkit", "run", str(cfg), "-q", "-o", str(tmp_path / "one")],
-                            env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run([sys.executable, "-m", "pnpkit", "run", str(cfg), "-q",
+                             "-o", str(tmp_path / "one")], env=env, capture_output=True, text=True,
+                            timeout=300)
     assert single.returncode == 0, single.stderr
     torchrun = Path(sys.executable).with_name("torchrun")
     multi = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29517", "-m", "pnpkit",

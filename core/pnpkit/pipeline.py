@@ -17,7 +17,7 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -28,6 +28,9 @@ from .metrics import compute
 from .plugins import check_settings, get_manager
 from .priors import torch_dtype
 from .runs import Distributed, OutputFolder, fingerprint, write_json
+
+if TYPE_CHECKING:
+    from .solvers import Solver
 
 __all__ = ["Distributed", "Pipeline", "run"]  # Distributed: re-exported from pnpkit.runs
 
@@ -59,7 +62,8 @@ class Pipeline:
         solver_cfg = dict(raw["solver"])
         solver_comp = manager.get("solver", solver_cfg["name"])
         # A qualified name (plugin:name) finds the component; the solver knows its bare name.
-        self.solver = solver_comp.factory.from_dict({**solver_cfg, "name": solver_comp.name})
+        solver_cls = cast("type[Solver]", solver_comp.factory)
+        self.solver = solver_cls.from_dict({**solver_cfg, "name": solver_comp.name})
         self.op_settings = {k: v for k, v in raw["operator"].items() if k != "name"}
         check_settings(self._op_component.factory, self.op_settings,
                        f"operator {self._op_component.name!r}")
@@ -163,8 +167,12 @@ class Pipeline:
         result = self.solver.solve(y, op, self.prior, generator=generator, reference=x,
                                    progress=progress)
         # Audio metrics need the item's sample rate; per-stem values are named after its channels.
-        measures = dict(sample_rate=item.sample_rate, channel_names=item.channel_names)
-        metrics = {k: v[0] for k, v in compute(list(raw["metrics"]), result.x, x, **measures).items()}
+        def score(estimate: torch.Tensor) -> dict[str, float]:
+            return {k: v[0] for k, v in compute(list(raw["metrics"]), estimate, x,
+                                                sample_rate=item.sample_rate,
+                                                channel_names=item.channel_names).items()}
+
+        metrics = score(result.x)
         folder = self.output / "items" / item.id
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {"reconstruction": result.x[0].contiguous(), "reference": x[0].contiguous()}
@@ -187,11 +195,11 @@ class Pipeline:
         except Exception:  # operators without a usable A_dagger: no panel, nothing lost
             pinv = None
         if pinv is not None and pinv.shape == x.shape:
-            baseline = {k: v[0] for k, v in compute(list(raw["metrics"]), pinv.clamp(-1, 1), x,
-                                                    **measures).items()}
+            baseline = score(pinv.clamp(-1, 1))
             label = ", ".join(f"{k} {v:.2f}" for k, v in baseline.items() if "/" not in k)
             panels.append((f"pseudo-inverse ({label})", pinv[0]))
-        label = f"{self.solver.name} ({', '.join(f'{k} {v:.2f}' for k, v in metrics.items() if '/' not in k)})"
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if "/" not in k)
+        label = f"{self.solver.name} ({scores})"
         panels += [(label, result.x[0]), ("reference", x[0])]
         # Drawing is a plugin's (pnpkit-bench): the core does not depend on matplotlib.
         get_manager().pm.hook.render_item(path=folder / "figure.png", panels=panels,

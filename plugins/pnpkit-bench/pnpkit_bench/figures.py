@@ -47,8 +47,9 @@ def _show_spectrogram(ax: Any, t: Tensor, title: str, sample_rate: int | None,
     db = _spectrogram_db(wav)
     img = db.reshape(-1, db.shape[-1]).numpy()  # channels stacked vertically
     top = float(db.max()) if vmax is None else vmax
-    nyquist = (sample_rate or 0) / 2
-    extent = None if not nyquist else (0, wav.shape[-1] / sample_rate, 0, nyquist * wav.shape[0] / 1000)
+    extent = None  # without a sample rate: bins and frames, no axes
+    if sample_rate:
+        extent = (0, wav.shape[-1] / sample_rate, 0, sample_rate / 2 * wav.shape[0] / 1000)
     ax.imshow(img, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
               extent=extent)
     suffix = f" ({wav.shape[0]} channels stacked)" if wav.shape[0] > 1 else ""
@@ -112,7 +113,7 @@ def run_figure(path: Path, panels: list[tuple[str, Tensor]], history: list[dict[
     shown = [(t, s) for t, s in panels if kind == "audio" or is_image_like(s)]
     fig, axes = plt.subplots(1, len(shown) + 1, figsize=(2.6 * (len(shown) + 1) + 0.8, 2.9),
                              squeeze=False)
-    for ax, (title, sig) in zip(axes[0], shown):
+    for ax, (title, sig) in zip(axes[0], shown, strict=False):  # the last axes: convergence
         if kind == "audio":
             _show_spectrogram(ax, sig, title, sample_rate)
         else:
@@ -137,7 +138,7 @@ def _sources_figure(path: Path, panels: list[tuple[str, Tensor]], history: list[
               for _, s in panels)
     fig, axes = plt.subplots(1 + channels, cols, figsize=(3.4 * cols, 2.2 * (1 + channels)),
                              squeeze=False)
-    for ax, (title, sig) in zip(axes[0], single):
+    for ax, (title, sig) in zip(axes[0], single, strict=False):
         _show_spectrogram(ax, sig, title, sample_rate, vmax=top)
     _plot_history(axes[0][len(single)], history)
     for ax in axes[0][len(single) + 1:]:

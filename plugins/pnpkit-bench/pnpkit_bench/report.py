@@ -41,8 +41,8 @@ def summary_table(rows: list[dict[str, str]], metrics: list[str], reference: str
         lines.append("|" + "---|" * len(head))
         ref_time = None
         if reference and reference in by_solver:
-            ok = [float(r["wall_time"]) for r in by_solver[reference] if r["status"] == "ok"]
-            ref_time = statistics.fmean(ok) if ok else None
+            ref_times = [float(r["wall_time"]) for r in by_solver[reference] if r["status"] == "ok"]
+            ref_time = statistics.fmean(ref_times) if ref_times else None
         for solver, rs in by_solver.items():
             ok = [r for r in rs if r["status"] == "ok"]
             if not ok:
@@ -97,7 +97,7 @@ def write_reports(out: Path, rows: list[dict[str, str]], sweep: dict[str, Any], 
     style = {s: dict(color=plt.get_cmap("tab20")(i % 20), marker="osD^v<>ph*"[i % 10])
              for i, s in enumerate(solvers)}
     fig, axes = _panels(plt, len(groups))
-    for ax, ((task, noise, prior), by_solver) in zip(axes.flat, groups):
+    for ax, ((task, noise, _prior), by_solver) in zip(axes.flat, groups, strict=False):
         for solver, rs in by_solver.items():
             ok = [r for r in rs if r["status"] == "ok"]
             if ok:
@@ -120,7 +120,7 @@ def write_reports(out: Path, rows: list[dict[str, str]], sweep: dict[str, Any], 
             rec = json.loads(line)
             histories[tuple(rec["key"])] = rec["history"]
     fig, axes = _panels(plt, len(groups))
-    for ax, ((task, noise, prior), by_solver) in zip(axes.flat, groups):
+    for ax, ((task, noise, _prior), by_solver) in zip(axes.flat, groups, strict=False):
         for solver, rs in by_solver.items():
             r = next((r for r in rs if r["status"] == "ok"), None)
             h = histories.get(row_key(r)) if r else None
@@ -175,7 +175,8 @@ def _image_grids(out: Path, groups: list[Any], items: list[Any], metric: str) ->
                     continue
                 t = load_file(f)
                 show_image(ax, t["x"])
-                ax.set_title((f"{solver}\n" if i == 0 else "") + f"{metric} {float(r[metric]):.2f}", fontsize=7)
+                ax.set_title((f"{solver}\n" if i == 0 else "") + f"{metric} {float(r[metric]):.2f}",
+                             fontsize=7)
                 y = t.get("y")
                 if measurement is None and y is not None and y.dim() == 3 and y.shape[0] in (1, 3):
                     measurement = y

@@ -17,7 +17,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -30,6 +30,9 @@ from pnpkit.priors import torch_dtype
 from pnpkit.runs import Distributed, OutputFolder, fingerprint, write_json
 
 from .memory import PeakMemory
+
+if TYPE_CHECKING:
+    from pnpkit.solvers import Solver
 
 __all__ = ["COLUMNS", "Case", "Sweep", "load_sweep", "metric_columns", "reconstruction_name",
            "run"]
@@ -194,7 +197,7 @@ class Sweep:
         settings.update(per_task.get(task, {}))
         if noise > 0:
             settings.update(per_task.get(f"{task}:noisy", {}))
-        cls = self.manager.get("solver", entry["name"]).factory
+        cls = cast("type[Solver]", self.manager.get("solver", entry["name"]).factory)
         return cls.from_dict({"name": cls.name, **settings})
 
     # -- running -------------------------------------------------------------------------------
@@ -280,7 +283,7 @@ class Sweep:
     def _solve(self, case: Case, metric_names: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         from safetensors.torch import save_file
 
-        row: dict[str, Any] = dict(zip(COLUMNS[:6], case.key))
+        row: dict[str, Any] = dict(zip(COLUMNS[:6], case.key, strict=True))
         item = self.items[case.index]
         x = item.signal[None].to(self.device, self.dtype)
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from pnpkit.plugins import get_manager
@@ -22,15 +21,16 @@ def test_bench_is_a_plugin_command(bench_site, tmp_path, capsys):
                     '[[tasks]]\nname = "t"\noperator = "toy-mask"\n[[priors]]\nname = "toy-gauss"\n'
                     '[[solvers]]\nname = "pinv"\n[[solvers]]\nname = "pgd"\nsettings = { iterations = -1 }\n')
     assert main(["bench", str(path), "-q"]) == 0
-    assert "2 row(s), 1 not solved; see the sweep output/summary.md and report.html" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2 row(s), 1 not solved; see the sweep output/summary.md and report.html" in printed
     assert (tmp_path / "o" / "report.html").is_file()
     assert main(["bench", str(tmp_path / "missing.toml")]) == 2
     assert "pnpkit: error: sweep file" in capsys.readouterr().err
 
 
 def test_plugin_module_imports_nothing_heavy():
-    code = ("import sys, pnpkit_bench.plugin; "
-            "print([m for m in ('matplotlib', 'pnpkit_bench.sweep', 'pnpkit_bench.figures') if m in sys.modules])")
+    heavy = ("matplotlib", "pnpkit_bench.sweep", "pnpkit_bench.figures")
+    code = f"import sys, pnpkit_bench.plugin; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

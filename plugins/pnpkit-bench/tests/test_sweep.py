@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -104,7 +103,8 @@ def test_interrupted_sweep_resumes_only_missing_rows(toy_site, tmp_path):
     again = bench.run(path, progress=False)
     assert again[:10] == kept, "finished rows are kept as they were"
     assert len(again) == len(first)
-    recomputed = [p.name for p in (out / "reconstructions").iterdir() if p.stat().st_mtime_ns != stamps.get(p.name)]
+    recomputed = [p.name for p in (out / "reconstructions").iterdir()
+                  if p.stat().st_mtime_ns != stamps.get(p.name)]
     assert recomputed and len(recomputed) < len(stamps), "only the missing rows are solved again"
 
 
@@ -134,8 +134,8 @@ def test_sweep_validation(tmp_path):
 def test_torchrun_sweep_matches_single_process(bench_site, tmp_path):
     path = write(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(bench_site), PNPKIT_LOAD_PLUGINS="toy,bench")
-    one = subprocess.run([sys.executable, "-m", "pnpkit", "bench", str(path), "-q", "-o", str(tmp_path / "one")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    one = subprocess.run([sys.executable, "-m", "pnpkit", "bench", str(path), "-q",
+                          "-o", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
     torchrun = Path(sys.executable).with_name("torchrun")
     two = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29533", "-m", "pnpkit",
@@ -144,7 +144,9 @@ def test_torchrun_sweep_matches_single_process(bench_site, tmp_path):
     assert two.returncode == 0, two.stderr
     a, b = read(tmp_path / "one" / "rows.csv"), read(tmp_path / "two" / "rows.csv")
     assert not list((tmp_path / "two").glob("rows.rank*.csv"))
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("wall_time", "peak_memory_mb")} for r in rows]
+    def strip(rows: list[dict[str, str]]) -> list[dict[str, str]]:  # timings differ run to run
+        return [{k: v for k, v in r.items() if k not in ("wall_time", "peak_memory_mb")} for r in rows]
+
     assert strip(a) == strip(b)
 
 
