@@ -111,3 +111,24 @@ iterations = 3
     assert rec["metrics"]["spy"] == pytest.approx(rec["metrics"]["si_snr"], abs=1e-4)
     assert "spy/1" in rec["pseudo_inverse_metrics"]
     assert summary["mean"]["spy"] == pytest.approx(rec["metrics"]["spy"])
+
+
+def test_every_committed_config_and_sweep_names_registered_metrics(all_plugins):
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [*sorted((root / "configs").glob("*.toml")),
+             *sorted((root / "benchmarks" / "sweeps").glob("*.toml"))]
+    named = {name for f in files for name in tomllib.loads(f.read_text()).get("metrics", [])}
+    assert {"psnr", "psnr_pr", "ssim_pr", "si_snri_msdm", "si_snri"} <= named
+    owners = {name: metrics_owner(name) for name in sorted(named)}
+    assert owners["psnr_pr"] == owners["ssim_pr"] == "operators"
+    assert owners["si_snri_msdm"] == "msdm" and owners["psnr"] == "builtin"
+
+
+def metrics_owner(name: str) -> str:
+    from pnpkit.plugins import get_manager
+
+    assert callable(metrics.get(name)), name
+    return get_manager().get("metric", name).plugin
