@@ -15,7 +15,8 @@ Every prior counts its network evaluations in :attr:`Prior.nfe`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -56,20 +57,25 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.f
 def torch_dtype(name: str | torch.dtype | None, default: torch.dtype = torch.float32) -> torch.dtype:
     """Turn ``"float32"``, ``"float16"``, ... (or a ``torch.dtype``) into a ``torch.dtype``.
 
+    The one dtype parser of the house: configurations, the pipeline, the priors and the
+    operators all read dtypes with it. A name may carry the ``"torch."`` prefix that
+    ``str(torch.float32)`` writes.
+
     :param str name: the dtype's name, a ``torch.dtype``, or ``None`` for ``default``.
     :param torch.dtype default: returned when ``name`` is ``None``.
     :raises ValueError: for an unknown name (the message lists the known ones).
 
-    >>> torch_dtype("float16")
-    torch.float16
+    >>> torch_dtype("float16"), torch_dtype("torch.float64")
+    (torch.float16, torch.float64)
     """
     if name is None:
         return default
     if isinstance(name, torch.dtype):
         return name
-    if name not in DTYPES:
+    key = str(name).removeprefix("torch.")
+    if key not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
-    return DTYPES[name]
+    return DTYPES[key]
 
 
 def linear_alphas_cumprod(steps: int = 1000, beta_start: float = 1e-4,

@@ -1,6 +1,7 @@
 """Helpers shared by the operators: settings checks, dtypes, noise models, autograd products.
 
-Only torch is imported here; deepinv is imported inside the functions that need it.
+Only torch and the core (its dtype parser) are imported here; deepinv is imported inside the
+functions that need it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pnpkit.priors import DTYPES, torch_dtype
+
 #: Side length the papers' default settings refer to (256 x 256 images).
 REFERENCE_SIDE = 256
 
@@ -18,16 +21,19 @@ REFERENCE_SIDE = 256
 def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """The real floating-point torch dtype named by ``dtype`` (``"float32"``, ``torch.float64``...).
 
+    Names are read by the core's parser, :func:`pnpkit.priors.torch_dtype` (the names a
+    configuration may use); what is checked here is that the dtype is real floating-point.
+
     :param str, torch.dtype dtype: a dtype or its name.
     :return: (:class:`torch.dtype`) the dtype.
     """
-    if isinstance(dtype, torch.dtype):
-        out = dtype
-    else:
-        out = getattr(torch, str(dtype).replace("torch.", ""), None)
-    if not isinstance(out, torch.dtype) or not out.is_floating_point:
+    try:
+        out: torch.dtype | None = torch_dtype(dtype)
+    except ValueError:
+        out = None
+    if out is None or not out.is_floating_point:
         raise ValueError(f"dtype must be a real floating-point type such as 'float32' or "
-                         f"'float64', got {dtype!r}")
+                         f"'float64' (one of {', '.join(DTYPES)}), got {dtype!r}")
     return out
 
 

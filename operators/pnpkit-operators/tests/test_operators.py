@@ -385,6 +385,20 @@ def test_bad_settings_say_what_to_change(name, settings, message):
         make(name, **settings)
 
 
+def test_dtypes_are_read_by_the_core_parser():
+    from pnpkit.priors import torch_dtype
+    from pnpkit_operators._common import as_dtype
+
+    for name in ("float32", "float64", "float16", "bfloat16", "torch.float64", torch.float64):
+        assert as_dtype(name) == torch_dtype(name) and as_dtype(name).is_floating_point
+    for bad in ("int32", torch.int64, "double", "complex64"):
+        with pytest.raises(ValueError, match=r"dtype must be a real floating-point type .*\(one of "
+                           r"float32, float64, float16, bfloat16\), got"):
+            as_dtype(bad)
+    assert make("box-inpainting", shape=(1, 8, 8), dtype="torch.float64").A(
+        rand(1, 1, 8, 8, dtype=torch.float64)).dtype == torch.float64
+
+
 def test_unknown_setting_is_rejected_by_name():
     with pytest.raises(TypeError, match="unknown setting 'factr'.*Did you mean 'factor'"):
         make("super-resolution", shape=(3, 32, 32), factr=2)
