@@ -2,6 +2,11 @@
 
 An item is a signal (C, *spatial) in pnpkit's range [-1, 1] with an id, its kind
 ("image" or "audio") and, for audio, its sample rate.
+
+Public API (plugins use it): :class:`Item` (what a ``register_datasets`` factory returns),
+:func:`load_items` (the items a ``[data]`` table names), :func:`save_signal` (PNG / WAV),
+:func:`image_array` (the one image renderer: the PNGs and every figure go through it) and
+:func:`is_image_like`.
 """
 
 from __future__ import annotations
