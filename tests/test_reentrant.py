@@ -1,21 +1,22 @@
 """One solver instance solves two problems at once: a solver is its configuration only.
 
-Each registered method solver solves two different problems from two threads, the threads
-held in lockstep by the callback (a barrier after every iteration), so any per-solve state
-kept on the solver would be overwritten by the other solve between two steps. The results
-must be exactly those of each problem solved alone.
+Each registered method solver solves two different problems from two threads, held in
+lockstep by the callback (``pnpkit.testing.solve_in_lockstep``: a barrier after every
+iteration), so any per-solve state kept on the solver would be overwritten by the other
+solve between two steps. The results must be exactly those of each problem solved alone.
+The two problems differ in all a solver could keep; ``SolverContract`` runs a lighter
+version (one problem, two scalings) for every solver that subclasses it.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 import torch
 
 import pnpkit
-from pnpkit.testing import GaussianDiffusionPrior, toy_problem
+from pnpkit.testing import GaussianDiffusionPrior, solve_in_lockstep, toy_problem
 
 #: Tiny settings per solver; the two problems differ in every per-solve quantity a solver
 #: could keep (signal size, noise, the prior's schedule length, the number of sources).
@@ -46,39 +47,23 @@ def _problems(name: str) -> list[tuple[Any, ...]]:
     return out
 
 
-def _solve(solver: Any, problem: tuple[Any, ...], seed: int, callback: Any = None) -> Any:
+def _kwargs(problem: tuple[Any, ...], seed: int) -> dict[str, Any]:
     y, op, prior, x = problem
-    return solver.solve(y, op, prior, generator=torch.Generator().manual_seed(seed),
-                        reference=x, callback=callback)
+    return dict(y=y, operator=op, prior=prior, generator=torch.Generator().manual_seed(seed),
+                reference=x)
+
+
+def _solve(solver: Any, problem: tuple[Any, ...], seed: int) -> Any:
+    return solver.solve(**_kwargs(problem, seed))
 
 
 @pytest.mark.parametrize("name", sorted(SOLVERS))
 def test_one_solver_solves_two_problems_at_once(name: str, all_plugins: None) -> None:
     solver = pnpkit.create("solver", name, **SOLVERS[name])
     alone = [_solve(solver, p, seed) for seed, p in enumerate(_problems(name))]
-
-    problems = _problems(name)  # fresh priors: their NFE counters start again at 0
-    barrier = threading.Barrier(2, timeout=60)
-    results: list[Any] = [None, None]
-    errors: list[BaseException] = []
-
-    def lockstep(k: int, x: torch.Tensor, record: dict[str, Any]) -> None:
-        barrier.wait()  # both solves are between the same two steps here
-
-    def run(i: int) -> None:
-        try:
-            results[i] = _solve(solver, problems[i], i, callback=lockstep)
-        except BaseException as exc:  # noqa: BLE001 - reported below, with the other thread freed
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, f"{name} failed when solving two problems at once: {errors[0]!r}"
-    for one, both in zip(alone, results, strict=True):
-        assert torch.equal(one.x, both.x), f"{name}: a concurrent solve changed the result"
-        assert one.nfe == both.nfe and one.iterations == both.iterations
-        assert one.history == both.history
+    # fresh priors: their NFE counters start again at 0
+    both = solve_in_lockstep(solver, [_kwargs(p, seed) for seed, p in enumerate(_problems(name))])
+    for one, concurrent in zip(alone, both, strict=True):
+        assert torch.equal(one.x, concurrent.x), f"{name}: a concurrent solve changed the result"
+        assert one.nfe == concurrent.nfe and one.iterations == concurrent.iterations
+        assert one.history == concurrent.history

@@ -19,8 +19,10 @@ closed-form answers (:func:`toy_problem`, :class:`GaussianDiffusionPrior`) need 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import threading
 from typing import Any
 
 import pytest
@@ -75,6 +77,45 @@ def toy_problem(n: int = 16, m: int = 10, sigma: float = 0.0, seed: int = 0,
     x = torch.randn(1, 1, n, generator=g, dtype=torch.float64).clamp(-1, 1)
     y = ops.measure(op, x, generator=g)
     return op, TikhonovPrior(lam), x, y
+
+
+def solve_in_lockstep(solver: Solver, problems: list[dict[str, Any]], timeout: float = 60.0) -> list[Result]:
+    """Solve every problem with the one ``solver`` instance, each in a thread of its own.
+
+    A callback holds the threads in lockstep (a barrier after every iteration), so per-solve
+    state kept on the solver would be overwritten by another solve between two steps: with
+    no such state the results are exactly those of each problem solved alone.
+
+    :param Solver solver: the instance every thread uses.
+    :param list problems: ``solve`` keyword arguments per problem (``y``, ``operator``,
+        ``prior``, ``generator``...; no ``callback``). Give each its own prior: a prior
+        counts NFE on itself, shared by two solves it counts both.
+    :param float timeout: seconds a thread waits for the others at the barrier.
+    :raises AssertionError: when a solve raises (its exception chained).
+    """
+    barrier = threading.Barrier(len(problems), timeout=timeout)
+    results: list[Any] = [None] * len(problems)
+    errors: list[BaseException] = []
+
+    def lockstep(k: int, x: Tensor, record: dict[str, Any]) -> None:
+        barrier.wait()  # every solve is between the same two steps here
+
+    def run(i: int) -> None:
+        try:
+            results[i] = solver.solve(**problems[i], callback=lockstep)
+        except BaseException as exc:  # reported below, the other threads freed
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(problems))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise AssertionError(f"{solver.name} failed solving {len(problems)} problems at once: "
+                             f"{errors[0]!r}") from errors[0]
+    return results
 
 
 def _inner(u: Tensor, v: Tensor) -> Tensor:
@@ -172,7 +213,11 @@ class PriorContract:
 
 class SolverContract:
     """What every solver must do. Fixture: ``solver`` (an instance); override ``problem``
-    (``(operator, prior, x_true, y)``) to test on a problem of your own."""
+    (``(operator, prior, x_true, y)``) to test on a problem of your own.
+
+    Besides running, determinism and the config round trip, it checks that one instance
+    solves two problems at once (:func:`solve_in_lockstep`): keep per-solve state in the
+    ``state`` ``setup`` returns, never on ``self``."""
 
     @pytest.fixture
     def problem(self) -> tuple[Any, Any, Tensor, Tensor]:
@@ -202,6 +247,19 @@ class SolverContract:
         torch.testing.assert_close(self._solve(again, problem, 3).x, self._solve(solver, problem, 3).x)
         res = self._solve(solver, problem, 3)
         assert res.config == solver.to_dict()
+
+    def test_one_instance_solves_two_problems_at_once(self, solver: Solver, problem: Any) -> None:
+        op, prior, x, y = problem
+        problems = [dict(y=y, operator=op, reference=x), dict(y=0.5 * y, operator=op, reference=x)]
+
+        def fresh() -> list[dict[str, Any]]:  # a prior and a generator of its own per solve
+            return [dict(p, prior=copy.deepcopy(prior), generator=torch.Generator().manual_seed(i))
+                    for i, p in enumerate(problems)]
+
+        alone = [solver.solve(**p) for p in fresh()]
+        for one, both in zip(alone, solve_in_lockstep(solver, fresh()), strict=True):
+            assert torch.equal(one.x, both.x), "a concurrent solve changed the result"
+            assert one.nfe == both.nfe and one.history == both.history
 
     def test_unknown_setting_is_rejected(self, solver: Solver) -> None:
         bad = dict(solver.to_dict(), not_a_setting=1)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -49,9 +51,17 @@ def to_unit_range(y: Tensor, operator: Operator, sigma_floor: float = 0.0) -> tu
     return y01, physics
 
 
+#: Held while a method that seeds and draws from torch's global generator runs: concurrent
+#: solves then take their turns and each gets the numbers it gets alone.
+_GLOBAL_RNG = threading.Lock()
+
+
 @dataclass(kw_only=True)
 class PeerSolver(Solver):
     """A deepinv method run once; its history is the final estimate's record."""
+
+    #: deepinv's DDRM and DiffPIR call ``torch.manual_seed(seed)`` and use the global generator.
+    global_rng: ClassVar[bool] = False
 
     def run(self, ctx: SolveContext, seed: int) -> Tensor:
         raise NotImplementedError
@@ -62,7 +72,8 @@ class PeerSolver(Solver):
         ctx = SolveContext(y, operator, prior, generator, reference)
         nfe0 = getattr(prior, "nfe", 0)
         start = time.perf_counter()
-        x = self.run(ctx, derived_seed(generator)).detach().to(y.dtype)
+        with _GLOBAL_RNG if self.global_rng else contextlib.nullcontext():
+            x = self.run(ctx, derived_seed(generator)).detach().to(y.dtype)
         wall = time.perf_counter() - start
         rec = ctx.log(0, x, stage="final")
         if callback is not None:

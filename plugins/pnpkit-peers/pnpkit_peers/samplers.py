@@ -66,6 +66,7 @@ class DDRM(PeerSolver):
     """
 
     name = "ddrm"
+    global_rng = True
     iterations: int = 100
     eta: float = 0.85
     etab: float = 1.0
@@ -98,6 +99,7 @@ class DiffPIR(PeerSolver):
     """
 
     name = "diffpir"
+    global_rng = True
     iterations: int = 100
     zeta: float = 0.1
     lambda_: float = 7.0
