@@ -36,12 +36,15 @@ SPLITS = ("validation", "test")
 def psnr(x: Any, ref: Any) -> Any:
     r"""Per-item PSNR in dB of signals in [-1, 1] (peak-to-peak 2): :math:`10\log_{10}(4/\mathrm{MSE})`.
 
+    The core's :func:`pnpkit.metrics.psnr`, computed in float64.
+
     :param torch.Tensor x: estimates (B, ...).
     :param torch.Tensor ref: references (B, ...).
     :return: a (B,) tensor.
     """
-    mse = (x.double() - ref.double()).pow(2).flatten(1).mean(1)
-    return 10 * (4.0 / mse.clamp_min(1e-20)).log10()
+    from pnpkit.metrics import psnr as core_psnr
+
+    return core_psnr(x.double(), ref.double())
 
 
 def denoising_table(prior: Any, channels: int, size: int, count: int = 64, seed: int = 0,
