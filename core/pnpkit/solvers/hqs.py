@@ -16,9 +16,10 @@ class HalfQuadraticSplitting(IterativeSolver):
     """The HQS loop with abstract steps: ``x = data_step(z)``, then ``z = prior_step(x)``.
 
     Both iterates are logged (stages ``"data"`` and ``"iterate"``), so a convergence plot
-    shows the data-consistent and the regularised estimate of every round. Methods that
-    are HQS with their own two steps (DCDP) subclass this; :class:`HQS` is the
-    plug-and-play instance with a proximal data step and a denoiser.
+    shows the data-consistent and the regularised estimate of every round. A splitting
+    whose two steps depend only on the iteration ``k`` subclasses this; :class:`HQS` is the
+    plug-and-play instance with a proximal data step and a denoiser. (DCDP, HQS in the
+    limit mu -> 0, writes its own ``step``: its rounds need the state ``setup`` builds.)
     """
 
     def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from .base import IterativeSolver, SolveContext, geometric
 class ProximalGradient(IterativeSolver):
     """The loop ``x_{k+1} = proximal(descend(x_k, gradient(x_k)))`` with abstract parts.
 
-    :class:`PGD` is the plug-and-play instance; projected-diffusion methods (a prior
-    direction as the gradient, a projection onto {A x = y} as the proximal map) and
-    variational ones (an adaptive optimiser as the descent) subclass this loop.
+    :class:`PGD` is the plug-and-play instance. The three parts see the settings and the
+    iterate only; a method whose update needs more (a momentum, an optimiser's moments:
+    ProjDiff, RED-Diff) writes its own ``step`` on :class:`~pnpkit.solvers.IterativeSolver`
+    and keeps that in the state.
     """
 
     def gradient(self, ctx: SolveContext, x: Tensor, k: int) -> Tensor:
