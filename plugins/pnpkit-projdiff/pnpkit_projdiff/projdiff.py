@@ -156,7 +156,8 @@ class ProjDiff(IterativeSolver):
         x0, v, sigma, aux = state["x"], state["v"], state["levels"][k], state["aux"]
         with torch.no_grad():
             for _ in range(int(self.repeats)):
-                at = x0 if state["linear"] else self.project(ctx, x0)  # phase retrieval: P_y first
+                # Nonlinear (phase retrieval): noise and residual at P_y(x0), the step from x0.
+                at = x0 if state["linear"] else self.project(ctx, x0)
                 if aux is None:
                     x, replace = at + sigma * ctx.randn_like(at), False
                 else:
