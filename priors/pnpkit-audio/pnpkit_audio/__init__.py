@@ -3,7 +3,10 @@
 - :mod:`pnpkit_audio.render`: the dataset builder (music21's Bach chorales rendered to
   bass / drums / guitar / piano stems with FluidSynth and the General MIDI soundfont);
 - :mod:`pnpkit_audio.dataset`: the built dataset's splits, segments and evaluation items;
-- :mod:`pnpkit_audio.network`, :mod:`pnpkit_audio.train`: the 1-D UNet and its training;
+- :mod:`pnpkit_audio.network`: the 1-D UNet;
+- :mod:`pnpkit_audio.prior`: the prior, a ``pnpkit_priors.diffusion.DiffusersPrior`` of it;
+- :mod:`pnpkit_audio.train`, :mod:`pnpkit_audio.card`: its training (pnpkit-priors' trainer)
+  and its model card;
 - :mod:`pnpkit_audio.plugin`: what is registered with pnpkit.
 """
 

@@ -9,6 +9,11 @@
   DiffUNet, TV, ...);
 - the bridge the other way, any pnpkit prior as a deepinv denoiser, is in the core:
   :func:`pnpkit.bridge.as_deepinv_denoiser`;
+- :mod:`~pnpkit_priors.loading`: the one loader of the diffusers priors
+  (:func:`~pnpkit_priors.loading.load_pretrained`) and the checkpoint checks;
+- :mod:`~pnpkit_priors.trainer`, :mod:`~pnpkit_priors.cards`: the house's one DDPM trainer
+  (any (B, C, *spatial) network) and the parts every model card shares, used here and by
+  pnpkit-audio;
 - :mod:`~pnpkit_priors.train`, :mod:`~pnpkit_priors.evaluate`: training and model cards of the
   project's own small DDPMs (``default-grey32``, ``default-rgb32``).
 
