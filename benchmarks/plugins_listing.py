@@ -29,8 +29,8 @@ COMMANDS = {
 }
 #: ``pnpkit plugins`` in-process, reporting the heavy modules it imported.
 HEAVY = ("import sys; from pnpkit.cli import main; main(['plugins']); "
-         "print(sorted(m for m in ('torch', 'deepinv', 'diffusers', 'matplotlib') if m in sys.modules), "
-         "file=sys.stderr)")
+         "import json; print(json.dumps(sorted(m for m in ('torch', 'deepinv', 'diffusers', "
+         "'matplotlib') if m in sys.modules)), file=sys.stderr)")
 
 
 def main() -> int:
@@ -54,7 +54,7 @@ def main() -> int:
     result = {"median_seconds": med, "all_seconds": times, "ratio": ratio, "target": TARGET,
               "meets_target": ratio <= TARGET,
               "help_ratio": med["pnpkit --help"] / med["import torch"],
-              "heavy_modules_imported_by_listing": heavy.strip().splitlines()[-1:],
+              "heavy_modules_imported_by_listing": json.loads(heavy.strip().splitlines()[-1]),
               "python": platform.python_version(),
               "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs",
               "plugins_listed": listed.strip().splitlines()}
