@@ -1,4 +1,8 @@
-"""Finding and loading diffusers checkpoints, offline.
+"""Finding and loading diffusers checkpoints, offline: the one loader of the diffusers priors.
+
+:func:`load_pretrained` is what ``DiffusersPrior``, ``LatentDiffusionPrior`` and
+``ConsistencyPrior`` load with; :func:`check_folder` and :func:`load_model` also serve priors
+of one fixed layout and their own network classes (pnpkit-audio's).
 
 Three folder layouts are understood:
 
