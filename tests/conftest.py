@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-import pnpkit
 from pnpkit.plugins import PluginManager, reset_manager
 
 TOY_PLUGIN = '''
@@ -101,7 +100,7 @@ def write_distribution(site: Path, dist: str, module: str, source: str, entry_na
     (site / f"{module}.py").write_text(textwrap.dedent(source))
     info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir()
-    meta = [f"Metadata-Version: 2.1", f"Name: {dist}", f"Version: {version}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {dist}", f"Version: {version}"]
     meta += [f"Requires-Dist: {r}" for r in requires or []]
     (info / "METADATA").write_text("\n".join(meta) + "\n")
     (info / "entry_points.txt").write_text(f"[pnpkit]\n{entry_name or dist} = {module}\n")

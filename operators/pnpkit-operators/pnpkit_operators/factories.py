@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._common import (as_dtype, cast_buffers, gaussian_noise, need_shape, odd_size, scaled,
-                      seeded)
+from ._common import as_dtype, cast_buffers, gaussian_noise, need_shape, odd_size, scaled, seeded
 
 Shape = Sequence[int] | None
 

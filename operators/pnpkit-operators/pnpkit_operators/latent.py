@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from deepinv.physics import Physics
-from pnpkit.operators import project
 from torch import Tensor
+
+from pnpkit.operators import project
 
 from ._common import autograd_vjp
 

@@ -46,20 +46,20 @@ class FourierPhaseRetrieval(Physics):
         self.oversampling = float(oversampling)
         spatial = self.img_size[1:]
         self.padded = tuple(max(n, int(round(self.oversampling * n))) for n in spatial)
-        self.before = tuple((p - n) // 2 for p, n in zip(self.padded, spatial))
+        self.before = tuple((p - n) // 2 for p, n in zip(self.padded, spatial, strict=True))
         self.dims = tuple(range(-len(spatial), 0))
 
     def pad(self, x: Tensor) -> Tensor:
         """Zero-pad the spatial axes of ``x`` to :attr:`padded`, the signal centred."""
         widths: list[int] = []
-        for n, p, b in reversed(list(zip(x.shape[2:], self.padded, self.before))):
+        for n, p, b in reversed(list(zip(x.shape[2:], self.padded, self.before, strict=True))):
             widths += [b, p - n - b]
         return torch.nn.functional.pad(x, widths)
 
     def crop(self, z: Tensor) -> Tensor:
         """Inverse of :meth:`pad`: the centred window of the original size."""
         index = (slice(None), slice(None)) + tuple(
-            slice(b, b + n) for b, n in zip(self.before, self.img_size[1:]))
+            slice(b, b + n) for b, n in zip(self.before, self.img_size[1:], strict=True))
         return z[index]
 
     def A(self, x: Tensor, **kwargs: Any) -> Tensor:

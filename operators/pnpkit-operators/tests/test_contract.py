@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import pytest
@@ -45,7 +45,7 @@ def cases() -> list[Any]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _build(name: str, shape: tuple[int, ...], settings: tuple[tuple[str, Any], ...]) -> Any:
     return pnpkit.create("operator", name, shape=shape,
                          **{k: list(v) if isinstance(v, tuple) else v for k, v in settings})
