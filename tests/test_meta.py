@@ -168,7 +168,7 @@ def test_the_core_declares_its_imports_and_not_matplotlib():
     assert set(uses) == {"PIL", "deepinv", "numpy", "packaging", "pluggy", "pytest", "safetensors",
                          "skimage", "soundfile", "tomli_w", "torch", "torchaudio", "torchmetrics",
                          "tqdm"}
-    assert uses["pytest"] == ["testing.py"], "only pnpkit.testing may import pytest (an extra)"
+    assert uses["pytest"] == ["contracts.py"], "only pnpkit.contracts may import pytest (an extra)"
 
 
 def test_the_plugin_template_is_package_data():
@@ -206,3 +206,28 @@ def test_the_check_names_what_is_undeclared_and_what_is_unused(tmp_path):
         check_declared_is_imported(package)
     with pytest.raises(AssertionError, match="python_requires must be >=3.11"):
         check_python_and_py_typed(package)
+
+
+def test_testing_toys_import_without_pytest() -> None:
+    """The README's quick start (`from pnpkit.testing import toy_problem`) needs no pytest."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['pytest'] = None\n"  # any `import pytest` now fails
+            "from pnpkit.testing import toy_problem\n"
+            "op, prior, x, y = toy_problem()\n"
+            "print(tuple(x.shape))\n"
+            "try:\n"
+            "    from pnpkit.testing import SolverContract\n"
+            "except ImportError as exc:\n"
+            "    print('contracts need pytest')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["(1, 1, 16)", "contracts need pytest"]
+
+
+def test_contracts_are_reachable_from_pnpkit_testing() -> None:
+    import pnpkit.contracts
+    import pnpkit.testing
+
+    for name in pnpkit.testing.CONTRACTS:
+        assert getattr(pnpkit.testing, name) is getattr(pnpkit.contracts, name)

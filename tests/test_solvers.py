@@ -203,3 +203,15 @@ def test_solvers_are_typed_with_the_core_interfaces(all_plugins):
     ctx_hints = typing.get_type_hints(SolveContext.__init__)
     assert ctx_hints["operator"] is Operator and ctx_hints["prior"] is Prior
     assert isinstance(toy_problem()[0], Operator)
+
+
+def test_result_repr_is_one_short_line() -> None:
+    from pnpkit.solvers import HQS
+    from pnpkit.testing import TikhonovPrior, toy_problem
+
+    op, _, x, y = toy_problem(n=16, m=10)
+    res = HQS(iterations=3).solve(y, op, TikhonovPrior(lam=0.1))
+    text = repr(res)
+    assert "\n" not in text and len(text) < 200, text
+    assert text.startswith("Result(solver='hqs', x=(1, 1, 16) float64, iterations=3, nfe=")
+    assert "residual=" in text and "tensor(" not in text

@@ -57,6 +57,14 @@ class Result:
         return {"nfe": self.nfe, "wall_time": self.wall_time, "iterations": self.iterations,
                 "solver": self.config}
 
+    def __repr__(self) -> str:
+        # One line: the tensor's shape, not its values (a notebook cell stays readable).
+        last = self.history[-1] if self.history else {}
+        fit = f", residual={last['residual']:.3g}" if "residual" in last else ""
+        return (f"Result(solver={self.config.get('name', '?')!r}, x={tuple(self.x.shape)} "
+                f"{str(self.x.dtype).replace('torch.', '')}, iterations={self.iterations}, "
+                f"nfe={self.nfe}, wall_time={self.wall_time:.3g}s{fit})")
+
 
 class SolveContext:
     """The problem being solved and the history being written, as a solver step sees it."""
