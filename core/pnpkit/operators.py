@@ -12,17 +12,25 @@ Optional methods a solver uses when present:
 - ``project(x, y)``: the projection onto {x : A x = y} (ProjDiff-type solvers);
 - ``prox_l2(z, y, gamma)``: argmin_x 1/2 ||A x - y||^2 + 1/(2 gamma) ||x - z||^2 (deepinv's
   ``LinearPhysics`` has it);
-- ``linear``: a bool that overrides the "has ``A_adjoint``" test of linearity.
+- ``linear``: a bool that overrides the "has ``A_adjoint``" test of linearity;
+- ``measurement_rate(rate)``: the sample rate of the measurement of a signal sampled at
+  ``rate`` (an operator that changes the rate, e.g. a decimation; see :func:`measurement_rate`).
+
+A registered operator may also say which signal shape yields a given measurement shape (its
+``signal_shape`` registration metadata, read by :func:`infer_signal_shape`), so that a run on
+the user's own measurement knows the size of the signal to restore.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from .priors import randn_like
+from .registry import Component, accepted, resolve
 
 
 @runtime_checkable
@@ -216,3 +224,137 @@ class MatrixOperator:
 
     def __call__(self, x: Tensor, **kwargs: Any) -> Tensor:
         return measure(self, x)
+
+
+def _shape(shape: Sequence[int], what: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a sequence of ints such as (1, 64, 96), "
+                         f"got {shape!r}") from None
+    if not out or min(out) < 1:
+        raise ValueError(f"{what} must be a non-empty sequence of positive ints such as "
+                         f"(1, 64, 96), got {out}")
+    return out
+
+
+def infer_signal_shape(component: Component, measurement_shape: Sequence[int],
+                       settings: Mapping[str, Any]) -> tuple[int, ...]:
+    r"""The signal shape ``(C, *spatial)`` that the operator maps to a measurement of
+    ``measurement_shape``.
+
+    The rule is the component's ``signal_shape`` registration metadata: a callable, or a
+    ``"module:attr"`` reference to one (imported here, so listing plugins stays cheap),
+    ``f(measurement_shape, **settings) -> shape``. It receives only the ``settings`` its
+    signature names (:func:`pnpkit.plugins.accepted`), so ``sigma_y`` and the like need not
+    be declared. Without a rule the operator is taken to keep the shape (denoising, masks,
+    same-size blurs). A rule raises :class:`ValueError` naming both shapes when no signal
+    can give that measurement.
+
+    :param pnpkit.plugins.Component component: the registered operator.
+    :param tuple[int] measurement_shape: one measurement without the batch axis, ``(C', *spatial')``.
+    :param dict settings: the user's operator settings (the ``[operator]`` table but ``name``).
+    :return: (tuple[int]) the signal shape, without the batch axis.
+
+    |sep|
+
+    :Examples:
+
+        >>> from pnpkit.plugins import Component
+        >>> def halve(measurement_shape, factor=2):
+        ...     c, n = measurement_shape
+        ...     return (c, n * factor)
+        >>> op = Component("decimate", "operator", dict, "mine", {"signal_shape": halve})
+        >>> infer_signal_shape(op, (1, 4000), {"factor": 2, "sigma_y": 0.0})
+        (1, 8000)
+        >>> infer_signal_shape(Component("denoise", "operator", dict, "mine"), (3, 64, 96), {})
+        (3, 64, 96)
+    """
+    shape = _shape(measurement_shape, "measurement_shape")
+    rule: Callable[..., Any] | str | None = component.metadata.get("signal_shape")
+    if rule is None:
+        return shape
+    fn = resolve(rule) if isinstance(rule, str) else rule
+    out = fn(shape, **accepted(fn, dict(settings)))
+    return _shape(out, f"operator {component.qualified!r}: its signal_shape rule's result")
+
+
+def _like(op: Any) -> dict[str, Any]:
+    """The dtype and device of the operator's first floating buffer (float32 on the CPU without one)."""
+    buffers = getattr(op, "buffers", None)
+    if callable(buffers):
+        for buf in buffers():
+            if buf is not None and buf.is_floating_point():
+                return {"dtype": buf.dtype, "device": buf.device}
+    return {"dtype": torch.float32, "device": torch.device("cpu")}
+
+
+def check_measurement(op: Any, signal_shape: Sequence[int], measurement_shape: Sequence[int]) -> None:
+    r"""Raise :class:`ValueError` naming both shapes unless ``op`` maps a signal of
+    ``signal_shape`` to a measurement of ``measurement_shape``.
+
+    Applies ``op.A`` to zeros of shape ``(1, *signal_shape)`` (in the dtype and on the
+    device of the operator's buffers) and compares the output without its batch axis.
+
+    :param op: the built operator.
+    :param tuple[int] signal_shape: ``(C, *spatial)``.
+    :param tuple[int] measurement_shape: the measurement without the batch axis.
+
+    |sep|
+
+    :Examples:
+
+        >>> op = MatrixOperator(torch.eye(6)[:3], shape=(1, 6))
+        >>> check_measurement(op, (1, 6), (3,))
+        >>> check_measurement(op, (1, 6), (1, 3))
+        Traceback (most recent call last):
+        ...
+        ValueError: MatrixOperator maps a signal of shape (1, 6) to a measurement of shape (3,), ...
+    """
+    signal = _shape(signal_shape, "signal_shape")
+    expected = _shape(measurement_shape, "measurement_shape")
+    name = type(op).__name__
+    try:
+        with torch.no_grad():
+            out = op.A(torch.zeros((1, *signal), **_like(op)))
+    except (ValueError, RuntimeError, IndexError) as exc:
+        raise ValueError(f"{name} cannot measure a signal of shape {signal} (for a measurement "
+                         f"of shape {expected}): {exc}") from exc
+    got = tuple(out.shape[1:])
+    if got != expected:
+        raise ValueError(f"{name} maps a signal of shape {signal} to a measurement of shape "
+                         f"{got}, not {expected}; give a measurement of shape {got} or the "
+                         f"operator settings that produce {expected}")
+
+
+def measurement_rate(op: Any, signal_rate: int | None) -> int | None:
+    r"""The sample rate of ``op``'s measurement for a signal sampled at ``signal_rate``.
+
+    The operator's optional ``measurement_rate(rate)`` method (an operator that decimates
+    or resamples has one), else ``signal_rate`` itself. ``None`` (no sample rate: images)
+    stays ``None``.
+
+    :param op: the operator.
+    :param int signal_rate: the signal's sample rate in Hz, or ``None``.
+    :return: (int) the measurement's sample rate in Hz, or ``None``.
+
+    |sep|
+
+    :Examples:
+
+        >>> class Halve:
+        ...     def measurement_rate(self, rate):
+        ...         return rate // 2
+        >>> measurement_rate(Halve(), 8000), measurement_rate(object(), 8000)
+        (4000, 8000)
+    """
+    if signal_rate is None:
+        return None
+    own = getattr(op, "measurement_rate", None)
+    if not callable(own):
+        return int(signal_rate)
+    rate = own(int(signal_rate))
+    if rate is None or int(rate) != rate or int(rate) < 1:
+        raise ValueError(f"{type(op).__name__}.measurement_rate({signal_rate}) returned "
+                         f"{rate!r}; it must return a positive integer sample rate in Hz")
+    return int(rate)
