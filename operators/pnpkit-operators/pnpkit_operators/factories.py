@@ -79,9 +79,11 @@ def box_inpainting(shape: Shape = None, sigma_y: float = 0.0, box_fraction: floa
 
         y = m \odot x + \sigma_y n
 
-    The box is ``round(H * box_fraction)`` by ``round(W * box_fraction)`` pixels: 100 x 100
-    at 256 x 256 as in the papers (``box_fraction = 100/256``). deepinv's
-    :class:`~deepinv.physics.Inpainting`; the projection is exact.
+    The box is ``round(H * box_fraction)`` by ``round(W * box_fraction)`` pixels (at least 1),
+    centred (its top-left corner at ``((H - h) // 2, (W - w) // 2)``): 100 x 100 at 256 x 256
+    as in the papers (``box_fraction = 100/256``). On a rectangle each side of the box is the
+    same fraction of the image's side, so the box has the image's aspect: 25 x 38 at 64 x 96.
+    deepinv's :class:`~deepinv.physics.Inpainting`; the projection is exact.
 
     :param tuple[int] shape: ``(C, H, W)``.
     :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
@@ -139,15 +141,16 @@ def _blur(name: str, kernel: Any, shape: tuple[int, int, int], padding: str, sig
     from .deblur import PADDINGS, CircularBlur, ConvolutionBlur
 
     _choice(padding, PADDINGS, "padding", name)
-    k = kernel.shape[-1]
+    kh, kw = kernel.shape[-2:]
     _, h, w = shape
+    size = f"{kh}" if kh == kw else f"{kh}x{kw}"
     if padding == "circular":
-        if k > min(h, w):
-            raise ValueError(f"{name}: kernel_size {k} is larger than the {h}x{w} image; "
+        if kh > h or kw > w:
+            raise ValueError(f"{name}: kernel_size {size} is larger than the {h}x{w} image; "
                              f"use kernel_size <= {min(h, w)}")
         return CircularBlur(shape, kernel, noise_model=gaussian_noise(sigma_y))
-    if k // 2 >= min(h, w):
-        raise ValueError(f"{name}: kernel_size {k} is too large for a {h}x{w} image with "
+    if kh // 2 >= h or kw // 2 >= w:
+        raise ValueError(f"{name}: kernel_size {size} is too large for a {h}x{w} image with "
                          f"{padding} padding; use kernel_size <= {2 * min(h, w) - 1}")
     return ConvolutionBlur(kernel, padding=padding, noise_model=gaussian_noise(sigma_y),
                            max_iter=int(max_iter))
@@ -174,8 +177,9 @@ def gaussian_deblur(shape: Shape = None, sigma_y: float = 0.0, kernel_std: float
         y = h * x + \sigma_y n, \qquad h \propto e^{-\|u\|^2 / (2 s^2)}
 
     ``kernel_std`` and ``kernel_size`` are the papers' values at 256 x 256 (3.0 and 61);
-    with ``scale_with_size`` (default) both are scaled by ``H / 256`` (the size to the
-    nearest odd integer, at least 3): std 0.375 and size 7 at 32 x 32. The kernel is deepinv's
+    with ``scale_with_size`` (default) both are scaled by ``min(H, W) / 256``, the shorter
+    side's (the size to the nearest odd integer, at least 3): std 0.375 and size 7 at 32 x 32,
+    std 0.75 and size 15 at 64 x 96 as at 96 x 64. The kernel is deepinv's
     :func:`~deepinv.physics.functional.gaussian_blur`.
 
     ``padding = "reflect"`` (default, as in the papers) uses deepinv's
@@ -187,7 +191,7 @@ def gaussian_deblur(shape: Shape = None, sigma_y: float = 0.0, kernel_std: float
     :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
     :param float kernel_std: kernel standard deviation in pixels (at 256 x 256 when scaled).
     :param int kernel_size: kernel side in pixels (at 256 x 256 when scaled; odd otherwise).
-    :param bool scale_with_size: scale ``kernel_std`` and ``kernel_size`` by ``H / 256``.
+    :param bool scale_with_size: scale ``kernel_std`` and ``kernel_size`` by ``min(H, W) / 256``.
     :param str padding: ``"reflect"`` (default), ``"replicate"`` or ``"circular"`` (exact).
     :param int max_iter: iterations of the least-squares pseudo-inverse (non-circular padding).
     :param str device: device of the kernel.
@@ -199,8 +203,8 @@ def gaussian_deblur(shape: Shape = None, sigma_y: float = 0.0, kernel_std: float
     c, h, w = need_shape(shape, name)
     if not kernel_std > 0:
         raise ValueError(f"{name}: kernel_std must be > 0 (pixels), got {kernel_std}")
-    size = _kernel_size(name, kernel_size, h, scale_with_size)
-    std = scaled(float(kernel_std), h, scale_with_size)
+    size = _kernel_size(name, kernel_size, min(h, w), scale_with_size)
+    std = scaled(float(kernel_std), min(h, w), scale_with_size)
     op = _blur(name, gaussian_kernel(std, size), (c, h, w), padding, sigma_y, max_iter)
     op.kernel_std, op.kernel_size = std, size
     return _finish(op, dtype, device)
@@ -221,7 +225,7 @@ def motion_deblur(shape: Shape = None, sigma_y: float = 0.0, kernel_size: int = 
     with ``seed``. ``intensity`` is the trajectory's standard deviation relative to half the
     kernel side (0.5: the trajectory spans most of the kernel, like the papers' intensity-0.5
     kernels), ``length_scale`` its correlation length. ``kernel_size`` is 61 at 256 x 256 and
-    scaled by ``H / 256`` with ``scale_with_size``. Padding as for ``gaussian-deblur``:
+    scaled by ``min(H, W) / 256`` with ``scale_with_size``. Padding as for ``gaussian-deblur``:
     ``"reflect"`` (default, iterative approximate projection) or ``"circular"`` (exact).
 
     :param tuple[int] shape: ``(C, H, W)``.
@@ -230,7 +234,7 @@ def motion_deblur(shape: Shape = None, sigma_y: float = 0.0, kernel_size: int = 
     :param float intensity: trajectory standard deviation (> 0).
     :param float length_scale: trajectory correlation length (> 0).
     :param int seed: seed of the kernel.
-    :param bool scale_with_size: scale ``kernel_size`` by ``H / 256``.
+    :param bool scale_with_size: scale ``kernel_size`` by ``min(H, W) / 256``.
     :param str padding: ``"reflect"`` (default), ``"replicate"`` or ``"circular"`` (exact).
     :param int max_iter: iterations of the least-squares pseudo-inverse (non-circular padding).
     :param str device: device of the kernel.
@@ -243,7 +247,7 @@ def motion_deblur(shape: Shape = None, sigma_y: float = 0.0, kernel_size: int = 
     if not intensity > 0 or not length_scale > 0:
         raise ValueError(f"{name}: intensity and length_scale must be > 0, got "
                          f"{intensity} and {length_scale}")
-    size = _kernel_size(name, kernel_size, h, scale_with_size)
+    size = _kernel_size(name, kernel_size, min(h, w), scale_with_size)
     kernel = motion_kernel(size, float(intensity), float(length_scale), int(seed))
     op = _blur(name, kernel, (c, h, w), padding, sigma_y, max_iter)
     op.kernel_size = size
@@ -305,7 +309,8 @@ MAX_CS_ENTRIES = 2**26
 
 
 def compressed_sensing(shape: Shape = None, sigma_y: float = 0.0, ratio: float = 0.25,
-                       seed: int = 0, channelwise: bool = False, device: str = "cpu",
+                       seed: int = 0, channelwise: bool = False,
+                       signal_shape: Sequence[int] | None = None, device: str = "cpu",
                        dtype: str = "float32") -> Any:
     r"""Compressed sensing: :math:`y = A\,\mathrm{vec}(x) + \sigma_y n` with a seeded Gaussian matrix.
 
@@ -316,18 +321,26 @@ def compressed_sensing(shape: Shape = None, sigma_y: float = 0.0, ratio: float =
     projection is exact. The matrix is dense: signals of up to a few thousand entries
     (32 x 32 RGB: n = 3072); ``channelwise = true`` uses one smaller matrix per channel.
 
+    A measurement vector does not say the signal's shape: to restore a given measurement,
+    name it in ``signal_shape`` (the shape rule checks ``m`` against it).
+
     :param tuple[int] shape: ``(C, *spatial)``.
     :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
     :param float ratio: measurements over unknowns, in (0, 1].
     :param int seed: seed of the matrix.
     :param bool channelwise: apply the same matrix to each channel.
+    :param list[int] signal_shape: the signal shape ``(C, *spatial)`` of a given measurement
+        (optional; when ``shape`` is given too they must agree).
     :param str device: device of the matrices.
     :param str dtype: ``"float32"`` or ``"float64"``.
     """
     from .compressed_sensing import CompressedSensing
 
     name = "compressed-sensing"
-    shape = need_shape(shape, name, kind="any")
+    shape = need_shape(shape if shape is not None else signal_shape, name, kind="any")
+    if signal_shape is not None and tuple(need_shape(signal_shape, name, kind="any")) != shape:
+        raise ValueError(f"{name}: signal_shape = {list(signal_shape)} but the signal has shape "
+                         f"{list(shape)}; drop signal_shape or make it {list(shape)}")
     if not 0 < ratio <= 1:
         raise ValueError(f"{name}: ratio (measurements over unknowns) must be in (0, 1], "
                          f"got {ratio}")
@@ -346,8 +359,18 @@ def compressed_sensing(shape: Shape = None, sigma_y: float = 0.0, ratio: float =
     return op
 
 
-def mixture(shape: Shape = None, sigma_y: float = 0.0, device: str = "cpu",
-            dtype: str = "float32") -> Any:
+def _check_sources(name: str, sources: int | None, shape: tuple[int, ...]) -> None:
+    if sources is None:
+        return
+    if isinstance(sources, bool) or int(sources) != sources or sources < 1:
+        raise ValueError(f"{name}: sources must be a positive integer, got {sources!r}")
+    if int(sources) != shape[0]:
+        raise ValueError(f"{name}: sources = {sources} but the signal has {shape[0]} channels "
+                         f"(shape {list(shape)}); make sources = {shape[0]} or drop it")
+
+
+def mixture(shape: Shape = None, sigma_y: float = 0.0, sources: int | None = None,
+            device: str = "cpu", dtype: str = "float32") -> Any:
     r"""Source separation: ``K`` sources stacked as channels, observed as their sum.
 
     .. math::
@@ -357,20 +380,27 @@ def mixture(shape: Shape = None, sigma_y: float = 0.0, device: str = "cpu",
     Adjoint: repeat; pseudo-inverse: ``y / K`` on every channel; projection (exact):
     :math:`x + (y - \sum_k x_k)/K` on every channel; closed-form proximal step.
 
+    ``sources`` is ``K``, the channel count of ``shape`` when not given: a mixture
+    ``(1, L)`` alone does not say how many stems it holds, so restoring a given mixture needs
+    it (``sources = 4`` for the shipped four-stem prior).
+
     :param tuple[int] shape: ``(K, *spatial)``, e.g. ``(4, L)`` for four stems.
     :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param int sources: the number of sources ``K`` (must match ``shape`` when both are given).
     :param str device: unused (no buffers); accepted for uniformity.
     :param str dtype: unused (no buffers); accepted for uniformity.
     """
     from .mixture import Mixture
 
     shape = need_shape(shape, "mixture", kind="any")
+    _check_sources("mixture", sources, shape)
     op = Mixture(shape[0], noise_model=gaussian_noise(sigma_y))
     return _finish(op, dtype, device)
 
 
 def source_masking(shape: Shape = None, sigma_y: float = 0.0, known: Sequence[int] = (0, 1),
-                   device: str = "cpu", dtype: str = "float32") -> Any:
+                   sources: int | None = None, device: str = "cpu",
+                   dtype: str = "float32") -> Any:
     r"""Partial generation: the ``known`` stems (channels) are observed, the rest generated.
 
     .. math::
@@ -383,6 +413,8 @@ def source_masking(shape: Shape = None, sigma_y: float = 0.0, known: Sequence[in
     :param tuple[int] shape: ``(C, *spatial)``, e.g. ``(4, L)``.
     :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
     :param list[int] known: indices of the known channels (distinct, in ``[0, C)``).
+    :param int sources: the number of stems ``C`` (must match ``shape`` when both are given;
+        restoring a given measurement of the known stems needs it).
     :param str device: unused (no buffers); accepted for uniformity.
     :param str dtype: unused (no buffers); accepted for uniformity.
     """
@@ -390,6 +422,7 @@ def source_masking(shape: Shape = None, sigma_y: float = 0.0, known: Sequence[in
 
     name = "source-masking"
     shape = need_shape(shape, name, kind="any")
+    _check_sources(name, sources, shape)
     channels = shape[0]
     if isinstance(known, (int, str)) or not all(
             isinstance(k, int) and not isinstance(k, bool) for k in known):
