@@ -1,7 +1,7 @@
 """TOML pipeline configurations: parsing, validation and the fully resolved form.
 
 A configuration names the data, the operator, the prior, the solver, the metrics, the seed
-and the output folder::
+and the output folder. Simulated: a clean reference is measured through the operator::
 
     seed = 0
     output = "runs/demo"
@@ -9,19 +9,45 @@ and the output folder::
 
     [data]
     sample = "camera"        # or files = ["img/*.png"], or dataset = "<registered name>"
-    size = 32
+    size = 32                # centre-crop and resize (sample / files / dataset only)
     channels = 1
 
     [operator]
     name = "box-inpainting"
-    sigma_y = 0.0            # measurement noise (any other key is an operator setting)
+    sigma_y = 0.0            # measurement noise added (any other key is an operator setting)
 
     [prior]
-    name = "tikhonov"
+    name = "default-grey32"
 
     [solver]
     name = "hqs"
     iterations = 30
+
+Measured: the user's own ``y``, restored at its own size (nothing is cropped or squashed)::
+
+    [data]
+    measurement = "blurry.png"   # PNG/JPEG/TIFF or WAV/FLAC; a glob or a list: one item per file
+    reference = "sharp.png"      # optional: same glob order, or matched by file stem
+    channels = 1                 # images: 1 = grey, 3 = colour (default: as the file)
+
+    [operator]
+    name = "blur"
+    kernel = "psf.png"           # paths are relative to this file's folder
+    sigma_y = 0.01               # the noise level the measurement HAS: none is added
+
+    [prior]
+    name = "default-grey32"
+    tile = 64                    # optional: run the network on overlapping 64-pixel tiles
+    overlap = 16                 # (default tile // 4)
+
+``[data]`` keys: exactly one of ``sample``, ``files``, ``dataset``, ``measurement``;
+``reference`` (with ``measurement`` only); ``size`` (not with ``measurement``); ``channels``;
+``limit`` (the first N items); ``sample_rate`` (audio: the rate to load ``files`` at; for a
+measured mixture, the prior's rate when the prior does not say it); ``seconds`` (audio
+``files``: keep the first N seconds); ``overlap`` (measured audio longer than the prior's
+window: the cross-fade between windows in seconds, default 1.0). A registered dataset takes
+its own settings in ``[data]`` too. Operator settings named ``kernel`` or ``mask`` that are
+relative paths are read relative to the configuration file's folder, like the data paths.
 
 Unknown keys are errors that name the closest valid key. Configuration files are data:
 nothing in them is executed.
@@ -40,7 +66,10 @@ from .plugins import get_manager, suggest
 
 TOP_KEYS = {"seed", "output", "device", "dtype", "metrics", "data", "operator", "prior", "solver"}
 SECTIONS = ("data", "operator", "prior", "solver")
-DATA_KEYS = {"sample", "files", "dataset", "size", "channels", "limit", "sample_rate", "seconds"}
+DATA_KEYS = {"sample", "files", "dataset", "measurement", "reference", "size", "channels", "limit",
+             "sample_rate", "seconds", "overlap"}
+#: The keys that name where the items come from: exactly one per configuration.
+SOURCES = ("sample", "files", "dataset", "measurement")
 DEFAULTS: dict[str, Any] = {"seed": 0, "device": "cpu", "dtype": "float32", "metrics": ["psnr"]}
 
 
@@ -124,10 +153,40 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfi
             known = ", ".join(sorted(get_manager().components[kind])) or "(none installed)"
             raise ConfigError(f"[{name}] needs a name; installed {kind}s: {known}")
     data = raw["data"]
-    sources = [k for k in ("sample", "files", "dataset") if k in data]
+    sources = [k for k in SOURCES if k in data]
     if len(sources) != 1:
         raise ConfigError("[data] needs exactly one of sample = \"camera\", files = [...], "
-                          f"dataset = \"name\"; got {sources or 'none'}")
+                          f"dataset = \"name\", measurement = \"y.png\"; got {sources or 'none'}")
+    if "reference" in data and "measurement" not in data:
+        raise ConfigError("[data] reference goes with measurement = \"y.png\" (the measured y); "
+                          "with sample / files / dataset the items are the references already")
+    if "measurement" in data:
+        for key in ("size", "seconds"):
+            if key in data:
+                raise ConfigError(f"[data] {key} does not apply to a measurement: it is restored "
+                                  f"at its own size; remove {key}")
+        for key in ("measurement", "reference"):
+            value = data.get(key)
+            if value is not None and not (isinstance(value, str) or (
+                    isinstance(value, list) and value and all(isinstance(v, str) for v in value))):
+                raise ConfigError(f"[data] {key} must be a path, a glob or a list of them, e.g. "
+                                  f"{key} = \"photos/*.png\"; got {value!r}")
+        overlap = data.get("overlap", 1.0)
+        if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or overlap < 0:
+            raise ConfigError(f"[data] overlap is the cross-fade in seconds, a number >= 0 (e.g. "
+                              f"overlap = 1.0); got {overlap!r}")
+    elif "overlap" in data and "dataset" not in data:
+        raise ConfigError("[data] overlap (the cross-fade between audio windows) goes with "
+                          "measurement = \"song.wav\"; remove it")
+    prior = raw["prior"]
+    for key in ("tile", "overlap"):
+        value = prior.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (
+                1 if key == "tile" else 0)):
+            raise ConfigError(f"[prior] {key} must be a whole number of pixels (e.g. tile = 64, "
+                              f"overlap = 16); got {value!r}")
+    if "overlap" in prior and "tile" not in prior:
+        raise ConfigError("[prior] overlap goes with tile = N (the tile size in pixels); add tile")
     if "dataset" not in data:
         for key in data:
             if key not in DATA_KEYS:

@@ -3,8 +3,12 @@
 An item is a signal (C, *spatial) in pnpkit's range [-1, 1] with an id, its kind
 ("image" or "audio") and, for audio, its sample rate.
 
+A measured item (:class:`Measured`, from ``[data] measurement``) is the user's own ``y``
+instead, loaded at its own size, with an optional reference.
+
 Public API (plugins use it): :class:`Item` (what a ``register_datasets`` factory returns),
-:func:`load_items` (the items a ``[data]`` table names), :func:`save_signal` (PNG / WAV),
+:func:`load_items` (the items a ``[data]`` table names), :func:`load_measurements` (the
+measured items), :func:`save_signal` (PNG / WAV),
 :func:`image_array` (the one image renderer: the PNGs and every figure go through it) and
 :func:`is_image_like`.
 """
@@ -12,7 +16,7 @@ Public API (plugins use it): :class:`Item` (what a ``register_datasets`` factory
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,9 @@ def image_to_tensor(array: np.ndarray, size: int | None = None, channels: int | 
     import skimage.transform
     import skimage.util
 
+    if channels is not None and channels not in (1, 3):
+        raise ValueError(f"[data] channels = {channels!r} cannot apply to an image; use "
+                         f"channels = 1 (grey) or 3 (colour), or drop it to keep the file's")
     img = skimage.util.img_as_float32(array)
     if img.ndim == 3 and img.shape[-1] == 4:
         img = img[..., :3]
@@ -170,3 +177,155 @@ def image_array(signal: Tensor) -> np.ndarray:
 def is_image_like(t: Tensor) -> bool:
     """Whether a (C, H, W) tensor can be shown as a picture."""
     return t.dim() == 3 and t.shape[0] in (1, 3) and not t.is_complex()
+
+
+@dataclass
+class Measured:
+    """A measured item: the user's ``y`` (C', *spatial'), restored at its own size.
+
+    :param str id: the file's stem.
+    :param torch.Tensor measurement: what the solver gets, at ``solve_rate`` for audio.
+    :param str kind: ``"image"`` or ``"audio"``.
+    :param pathlib.Path path: the measurement file.
+    :param sample_rate: audio: the file's rate (the stems are written at it).
+    :param solve_rate: audio: the rate the solve runs at (the prior's).
+    :param original: audio: the (down-mixed) measurement at the file's rate.
+    :param reference: the optional reference (C, *spatial), at the file's rate for audio.
+    :param notes: one line per conversion (down-mix, resampling), said on stderr.
+    """
+
+    id: str
+    measurement: Tensor
+    kind: str
+    path: Path
+    sample_rate: int | None = None
+    solve_rate: int | None = None
+    original: Tensor | None = None
+    reference: Tensor | None = None
+    reference_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_paths(spec: str | list[str], base_dir: Path, key: str) -> list[Path]:
+    """The files a path, glob or list of them names (relative to ``base_dir``), sorted."""
+    paths: set[Path] = set()
+    for pattern in [spec] if isinstance(spec, str) else spec:
+        full = pattern if Path(pattern).is_absolute() else str(base_dir / pattern)
+        found = [Path(p) for p in glob.glob(full) if Path(p).is_file()]
+        if not found:
+            raise FileNotFoundError(f"[data] {key}: nothing matches {pattern!r} (looked in "
+                                    f"{base_dir}); check the path, relative to the config file")
+        paths.update(found)
+    return sorted(paths)
+
+
+def _finite(signal: Tensor, path: Path) -> Tensor:
+    if not bool(torch.isfinite(signal).all()):
+        raise ValueError(f"{path}: holds non-finite values (NaN or infinity); replace them "
+                         f"(e.g. with 0) before restoring it")
+    return signal
+
+
+def read_image(path: Path, channels: int | None = None) -> Tensor:
+    """An image file as (C, H, W) in [-1, 1] at its own size; a clear error when unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            array = np.asarray(im)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ValueError(f"{path}: cannot be read as an image ({type(exc).__name__}); give a "
+                         f"PNG, JPEG or TIFF file") from None
+    if array.size == 0:
+        raise ValueError(f"{path}: the image is empty (0 pixels); give a picture")
+    grey = array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 1)
+    if channels == 3 and grey:
+        raise ValueError(f"{path}: a grey measurement cannot give colour (channels = 3); set "
+                         f"channels = 1 or drop it")
+    return _finite(image_to_tensor(array, None, channels), path)
+
+
+def read_audio(path: Path) -> tuple[Tensor, int]:
+    """An audio file as (C, L) float32 and its rate; a clear error when unreadable."""
+    import soundfile
+
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, ValueError) as exc:  # soundfile.LibsndfileError is a RuntimeError
+        raise ValueError(f"{path}: cannot be read as audio ({type(exc).__name__}); give a WAV or "
+                         f"FLAC file") from None
+    if data.shape[0] == 0:
+        raise ValueError(f"{path}: the audio is empty (0 samples); give a recording")
+    return _finite(torch.from_numpy(data.T.copy()), path), int(rate)
+
+
+def _match(measured: list[Path], references: list[Path]) -> list[Path]:
+    """References for ``measured``: by file stem when every stem has one, else in the same order."""
+    by_stem = {p.stem: p for p in references}
+    if all(p.stem in by_stem for p in measured):
+        return [by_stem[p.stem] for p in measured]
+    if len(references) == len(measured):
+        return references
+    raise ValueError(f"[data] reference: {len(references)} file(s) for {len(measured)} "
+                     f"measurement(s), and not every measurement has a reference of the same "
+                     f"file name; give one reference per measurement")
+
+
+def load_measurements(data: dict[str, Any], base_dir: Path,
+                      signal_rate: int | None = None) -> list[Measured]:
+    """The measured items of a ``[data]`` table (``measurement``, ``reference``, ``channels``).
+
+    Images are read at their own size. Audio is down-mixed to mono (a mixture) unless
+    ``channels`` keeps the file's count, and resampled to ``signal_rate`` when it differs;
+    each conversion is one line in :attr:`Measured.notes`.
+
+    :raises ValueError: a file that cannot be read, holds non-finite values, or a
+        ``channels`` that cannot apply.
+    """
+    paths = resolve_paths(data["measurement"], base_dir, "measurement")
+    refs = (_match(paths, resolve_paths(data["reference"], base_dir, "reference"))
+            if "reference" in data else [None] * len(paths))
+    channels = data.get("channels")
+    items = []
+    for path, ref_path in zip(paths, refs, strict=True):
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            y = read_image(path, channels)
+            ref = read_image(ref_path, y.shape[0] if channels is None else channels) if ref_path else None
+            items.append(Measured(path.stem, y, "image", path, reference=ref, reference_path=ref_path))
+        elif suffix in AUDIO_SUFFIXES:
+            items.append(_measured_audio(path, ref_path, channels, signal_rate))
+        else:
+            raise ValueError(f"{path}: unsupported measurement type {suffix!r}; use one of "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES | AUDIO_SUFFIXES))}")
+    limit = data.get("limit")
+    return items[:limit] if limit is not None else items
+
+
+def _measured_audio(path: Path, ref_path: Path | None, channels: int | None,
+                    signal_rate: int | None) -> Measured:
+    wav, rate = read_audio(path)
+    notes = []
+    if channels is not None and channels not in (1, wav.shape[0]):
+        raise ValueError(f"{path}: has {wav.shape[0]} channel(s), [data] channels = {channels} "
+                         f"cannot apply; use channels = 1 (down-mix) or {wav.shape[0]}, or drop it")
+    if wav.shape[0] > 1 and channels != wav.shape[0]:
+        notes.append(f"{path.name}: {wav.shape[0]} channels down-mixed to mono")
+        wav = wav.mean(0, keepdim=True)
+    y = wav
+    if signal_rate is not None and signal_rate != rate:
+        import torchaudio.functional as AF
+
+        y = AF.resample(wav, rate, signal_rate)
+        notes.append(f"{path.name}: {rate} Hz resampled to {signal_rate} Hz for the prior; stems "
+                     f"written at {rate} Hz")
+    ref = None
+    if ref_path is not None:
+        ref, ref_rate = read_audio(ref_path)
+        if ref_rate != rate:
+            import torchaudio.functional as AF
+
+            ref = AF.resample(ref, ref_rate, rate)
+    return Measured(path.stem, y, "audio", path, sample_rate=rate, solve_rate=signal_rate or rate,
+                    original=wav, reference=ref, reference_path=ref_path, notes=notes)

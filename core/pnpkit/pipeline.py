@@ -9,12 +9,19 @@ same machine), ``manifest.json`` (written after each finished item) and ``metric
 manifest lists as finished. The folder, its fingerprint and the atomic writes are
 :mod:`pnpkit.runs`'s. ``figure.png`` is drawn by whichever plugin implements the
 ``render_item`` hook (``pnpkit-bench`` does); with none installed the figure is skipped.
+
+With ``[data] measurement`` the items are the user's own measurements, restored at their own
+size (:mod:`pnpkit.measured`); without a reference, ``metrics.json`` holds the data residual,
+the discrepancy against ``sigma_y``, NFE and time. Every input is read and checked (files,
+shapes, kernels, masks, tiles, windows) before the output folder is created, so bad input
+leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -23,7 +30,7 @@ import torch
 
 from . import operators as ops
 from .config import ConfigError, PipelineConfig, factory_defaults
-from .data import Item, is_image_like, load_items, save_signal
+from .data import Item, Measured, is_image_like, load_items, load_measurements, save_signal
 from .metrics import compute
 from .plugins import check_settings, get_manager
 from .priors import torch_dtype
@@ -33,6 +40,9 @@ if TYPE_CHECKING:
     from .solvers import Solver
 
 __all__ = ["Distributed", "Pipeline", "run"]  # Distributed: re-exported from pnpkit.runs
+
+#: Operator settings that name files: relative paths are relative to the configuration file.
+PATH_SETTINGS = ("kernel", "mask")
 
 
 def _drop_none(obj: Any) -> Any:
@@ -65,11 +75,23 @@ class Pipeline:
         solver_cls = cast("type[Solver]", solver_comp.factory)
         self.solver = solver_cls.from_dict({**solver_cfg, "name": solver_comp.name})
         self.op_settings = {k: v for k, v in raw["operator"].items() if k != "name"}
+        for key in PATH_SETTINGS:
+            value = self.op_settings.get(key)
+            if isinstance(value, str) and Path(value).suffix and not Path(value).is_absolute():
+                self.op_settings[key] = str((config.base_dir / value).resolve())
         check_settings(self._op_component.factory, self.op_settings,
                        f"operator {self._op_component.name!r}")
         self.prior_settings = {k: v for k, v in raw["prior"].items() if k != "name"}
-        self.prior = self._prior_component.build(self.prior_settings, device=str(self.device),
-                                                 dtype=raw["dtype"])
+        # Tiling is the pipeline's, not the prior factory's: popped here, the prior wrapped.
+        self.tiling = {k: self.prior_settings.pop(k) for k in ("tile", "overlap")
+                       if k in self.prior_settings}
+        self.base_prior = self._prior_component.build(self.prior_settings, device=str(self.device),
+                                                      dtype=raw["dtype"])
+        self.prior = self.base_prior
+        if "tile" in self.tiling:
+            from .tiling import tiled
+
+            self.prior = tiled(self.base_prior, **self.tiling)
         self._operators: dict[tuple[int, ...], Any] = {}
 
     # -- components ---------------------------------------------------------------------------
@@ -86,10 +108,57 @@ class Pipeline:
         raw["operator"] = {"name": self._op_component.name,
                            **factory_defaults(self._op_component.factory), **self.op_settings}
         raw["prior"] = {"name": self._prior_component.name,
-                        **factory_defaults(self._prior_component.factory), **self.prior_settings}
+                        **factory_defaults(self._prior_component.factory), **self.prior_settings,
+                        **self.tiling}
+        data = raw["data"]
+        for key in ("measurement", "reference"):  # absolute: out/config.toml runs from anywhere
+            if key in data:
+                spec = data[key]
+                data[key] = ([self._absolute(v) for v in spec] if isinstance(spec, list)
+                             else self._absolute(spec))
         raw["solver"] = self.solver.to_dict()
         raw["output"] = str(self.output)
         return raw
+
+    def _absolute(self, path: str) -> str:
+        return path if Path(path).is_absolute() else str(self.config.base_dir / path)
+
+    def prepare(self) -> list[tuple[Item | Measured, Any]]:
+        """Read every item and check it against the operator and prior, building nothing on disk.
+
+        :return: ``(item, plan)`` pairs; the plan is None for simulated items.
+        :raises ValueError: one line naming the file and the fix, for any bad input.
+        """
+        from . import measured
+
+        data = self.config.section("data")
+        out: list[tuple[Item | Measured, Any]] = []
+        if "measurement" not in data:
+            for item in load_items(data, self.config.base_dir):
+                self._check_tile(tuple(item.signal.shape[1:]))
+                self.operator_for(tuple(item.signal.shape))  # kernel / mask errors surface now
+                out.append((item, None))
+            return out
+        rate = getattr(self.base_prior, "sample_rate", None) or data.get("sample_rate")
+        items = load_measurements(data, self.config.base_dir, rate)
+        ids = [it.id for it in items]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"measurements need distinct file names (the item ids); duplicates: "
+                             f"{sorted({i for i in ids if ids.count(i) > 1})}")
+        for one in items:
+            how = measured.plan(one, self._op_component, self.op_settings, self.base_prior,
+                                self.operator_for, float(data.get("overlap", 1.0)))
+            if one.kind == "image":
+                self._check_tile(how.signal_shape[1:])
+            out.append((one, how))
+        return out
+
+    def _check_tile(self, spatial: tuple[int, ...]) -> None:
+        if "tile" in self.tiling:
+            from .tiling import check_tile
+
+            tile = int(self.tiling["tile"])
+            check_tile(tile, int(self.tiling.get("overlap", tile // 4)), spatial)
 
     # -- running -----------------------------------------------------------------------------
     def run(self, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -104,6 +173,11 @@ class Pipeline:
 
         group = self.group
         resolved = self.resolved()
+        work = self.prepare()  # bad input stops here, before the folder exists
+        for item, _ in work:
+            for note in getattr(item, "notes", ()):
+                if group.rank == 0:
+                    print(f"pnpkit: {note}", file=sys.stderr)
         stamp = fingerprint(resolved)
         manifest_path = self.folder.stamp
         done: dict[str, Any] = {}
@@ -134,7 +208,7 @@ class Pipeline:
                 "# Fully resolved by pnpkit; `pnpkit run` on this file reproduces the run.\n"
                 + tomli_w.dumps(_drop_none(resolved)))
             write_json(manifest_path, {"fingerprint": stamp, "items": done})
-        items = load_items(self.config.section("data"), self.config.base_dir)
+        items = [it for it, _ in work]
         todo = [(i, it) for i, it in enumerate(items)
                 if done.get(it.id, {}).get("status") != "done" and i % group.world == group.rank]
         shard_path = (manifest_path if group.world == 1
@@ -142,7 +216,10 @@ class Pipeline:
         mine: dict[str, Any] = dict(done) if group.world == 1 else {}
         for index, item in tqdm(todo, desc=f"items (rank {group.rank})" if group.world > 1 else "items",
                                 disable=not progress or len(items) < 2):
-            mine[item.id] = self.solve_item(index, item, progress=progress and group.world == 1)
+            bar = progress and group.world == 1
+            mine[item.id] = (self.solve_measured(index, item, work[index][1], progress=bar)
+                             if isinstance(item, Measured) else
+                             self.solve_item(index, item, progress=bar))
             write_json(shard_path, {"fingerprint": stamp, "items": mine})
         merged = dict(done)
         for part in group.gather(mine):
@@ -210,6 +287,82 @@ class Pipeline:
                   "wall_time": result.wall_time, "iterations": result.iterations,
                   "seconds_total": time.perf_counter() - start}
         write_json(folder / "history.json", result.history)
+        write_json(folder / "metrics.json", record)
+        return record
+
+    def solve_measured(self, index: int, item: Measured, how: Any, progress: bool = False
+                       ) -> dict[str, Any]:
+        """Solve one measured item (see :mod:`pnpkit.measured`) and write its outputs."""
+        from safetensors.torch import save_file
+
+        from .measured import self_metrics, solve, stem_names, to_rate
+
+        raw = self.config.raw
+        y = item.measurement[None].to(self.device, self.dtype)
+        solve_rate, rate = item.solve_rate, item.sample_rate
+        ref = None if item.reference is None else item.reference[None].to(self.device, self.dtype)
+        length = ref.shape[-1] if ref is not None else (
+            item.original.shape[-1] if item.original is not None else 0)
+        start = time.perf_counter()
+        x, info = solve(self.solver, self.prior, y, how, int(raw["seed"]) + index,
+                        reference=ref if ref is not None and ref.shape[1:] == how.signal_shape
+                        else None, progress=progress)
+        metrics = self_metrics(how.op, x, y)
+        # Audio solved at the prior's rate comes back at the file's rate, at its full length.
+        x_out = to_rate(x, solve_rate, rate, length)
+        names = stem_names(self.base_prior, x.shape[1]) if item.kind == "audio" else None
+
+        def score(estimate: torch.Tensor) -> dict[str, float]:
+            if ref is None:
+                return {}
+            return {k: v[0] for k, v in compute(list(raw["metrics"]), estimate, ref,
+                                                sample_rate=rate, channel_names=names).items()}
+
+        metrics = {**score(x_out), **metrics}
+        folder = self.output / "items" / item.id
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {"reconstruction": x_out[0].contiguous(), "measurement": y[0].contiguous()}
+        if ref is not None:
+            tensors["reference"] = ref[0].contiguous()
+        save_file({k: v.detach().cpu() for k, v in tensors.items()}, folder / "tensors.safetensors")
+        save_signal(x_out[0], folder / "reconstruction", item.kind, rate)
+        if item.kind == "audio" and names is not None and x.shape[1] > 1:
+            for c, stem in enumerate(names):
+                save_signal(x_out[0, c:c + 1], folder / f"reconstruction_{stem}", "audio", rate)
+        shown = item.original if item.original is not None else item.measurement
+        panels = []
+        if item.kind == "audio" or is_image_like(y[0]):
+            save_signal(shown, folder / "measurement", item.kind, rate)
+            panels.append(("measurement", y[0]))
+        if ref is not None:
+            save_signal(ref[0], folder / "reference", item.kind, rate)
+        baseline: dict[str, float] = {}
+        try:
+            pinv = ops.pseudo_inverse(how.op, y)
+        except Exception:  # operators without a usable A_dagger: no panel, nothing lost
+            pinv = None
+        if pinv is not None and pinv.shape == x.shape:
+            baseline = {**score(to_rate(pinv.clamp(-1, 1), solve_rate, rate, length)),
+                        **self_metrics(how.op, pinv.clamp(-1, 1), y)}
+            panels.append(("A^+ y", pinv[0]))
+        scores = ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if "/" not in k)
+        panels.append((f"{self.solver.name} ({scores})", x[0]))
+        if ref is not None and ref.shape == x.shape:
+            panels.append(("reference", ref[0]))
+        get_manager().pm.hook.render_item(path=folder / "figure.png", panels=panels,
+                                          history=info["history"], kind=item.kind,
+                                          sample_rate=solve_rate, channel_names=names)
+        record: dict[str, Any] = {
+                  "status": "done", "index": index, "metrics": metrics,
+                  "pseudo_inverse_metrics": baseline, "nfe": info["nfe"],
+                  "wall_time": info["wall_time"], "iterations": info["iterations"],
+                  "seconds_total": time.perf_counter() - start,
+                  "measurement": str(item.path), "sigma_y": ops.noise_sigma(how.op),
+                  "measurement_shape": list(y.shape[1:]), "signal_shape": list(how.signal_shape),
+                  **{k: info[k] for k in ("windows", "window", "overlap") if k in info}}
+        if item.kind == "audio":
+            record["sample_rate"], record["solve_rate"] = rate, solve_rate
+        write_json(folder / "history.json", info["history"])
         write_json(folder / "metrics.json", record)
         return record
 
