@@ -151,10 +151,11 @@ def blur(shape: Sequence[int] | None = None, sigma_y: float = 0.0, kernel: Sourc
     r"""Deblurring with a given point-spread function: :math:`y = h * x + \sigma_y n`.
 
     ``kernel`` is a ``.npy`` file (read with ``allow_pickle=False``), an image file (a PNG,
-    read as greyscale) or a 2-D array / tensor; any size, odd or even, square or not (an
-    even side has its centre at ``k // 2 - 1``, deepinv's convention), no larger than the
-    image. It is normalised to sum 1. Every channel of a colour image is blurred by the same
-    kernel. ``padding`` as for ``gaussian-deblur``: ``"reflect"`` (default: deepinv's
+    read as greyscale) or a 2-D array / tensor; any size, odd or even, square or not, no
+    larger than the image. Its centre is the entry ``(kh // 2, kw // 2)`` (the middle one of
+    an odd side, the one after the middle of an even side), whatever the padding. It is
+    normalised to sum 1. Every channel of a colour image is blurred by the same kernel.
+    ``padding`` as for ``gaussian-deblur``: ``"reflect"`` (default: deepinv's
     :class:`~deepinv.physics.Blur`, iterative approximate projection), ``"replicate"`` or
     ``"circular"`` (:class:`~deepinv.physics.BlurFFT`, exact projection).
 

@@ -19,7 +19,12 @@ GREY, RGB, AUDIO = (1, 32, 32), (3, 32, 32), (4, 512)
 ANY_SHAPE = {"mixture", "source-masking", "random-inpainting"}
 EXPECTED = {"super-resolution", "box-inpainting", "random-inpainting", "gaussian-deblur",
             "motion-deblur", "phase-retrieval", "denoising", "compressed-sensing", "mixture",
-            "source-masking"}
+            "source-masking", "blur", "inpainting"}
+#: the settings an operator cannot do without (the file-based ones: a kernel, a mask), as
+#: nested tuples so that the built operators can be cached
+KERNEL = ((0.0, 1.0, 0.0, 0.0), (1.0, 4.0, 2.0, 1.0), (0.0, 2.0, 1.0, 0.0))  # 3 x 4: even width
+MASK = tuple(tuple(float((i * 7 + j * 3) % 5 != 0) for j in range(32)) for i in range(32))
+REQUIRED: dict[str, dict[str, Any]] = {"blur": {"kernel": KERNEL}, "inpainting": {"mask": MASK}}
 
 
 def registered() -> list[str]:
@@ -32,7 +37,7 @@ def cases() -> list[Any]:
     for name in registered():
         shapes = [GREY, RGB] + ([AUDIO] if name in ANY_SHAPE else [])
         for shape in shapes:
-            settings: dict[str, Any] = {"sigma_y": 0.05}
+            settings: dict[str, Any] = {"sigma_y": 0.05, **REQUIRED.get(name, {})}
             if name == "source-masking" and shape[0] == 1:
                 settings["known"] = [0]
             out.append(pytest.param((name, shape, settings),
@@ -40,6 +45,8 @@ def cases() -> list[Any]:
     # the other boundary handling of the blurs and of super-resolution
     for name in ("gaussian-deblur", "motion-deblur"):
         out.append(pytest.param((name, RGB, {"padding": "circular"}), id=f"{name}-circular"))
+    out.append(pytest.param(("blur", RGB, {"padding": "circular", "kernel": KERNEL}),
+                            id="blur-circular"))
     out.append(pytest.param(("super-resolution", GREY, {"padding": "reflect", "filter": "bilinear"}),
                             id="super-resolution-reflect"))
     return out

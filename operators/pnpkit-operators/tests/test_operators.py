@@ -422,13 +422,20 @@ def test_defaults_are_plain_config_values():
     assert math.isclose(defaults["gaussian-deblur"]["kernel_std"], 3.0)
 
 
+#: the file-based operators' kernel and mask (3 x 4 and 32 x 32 arrays)
+REQUIRED: dict[str, dict[str, Any]] = {
+    "blur": {"kernel": [[0.0, 1.0, 0.0, 0.0], [1.0, 4.0, 2.0, 1.0], [0.0, 2.0, 1.0, 0.0]]},
+    "inpainting": {"mask": (torch.arange(32 * 32).reshape(32, 32) % 5 != 0).float()}}
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_every_operator_runs_on_the_gpu():
     table = pnpkit.get_manager().components["operator"]
     for name in sorted(n for n, c in table.items() if c.plugin == "operators"):
         shape = (4, 256) if name in ("mixture", "source-masking") else (3, 32, 32)
-        cpu = make(name, shape=shape, sigma_y=0.1)
-        gpu = make(name, shape=shape, sigma_y=0.1, device="cuda")
+        extra = REQUIRED.get(name, {})
+        cpu = make(name, shape=shape, sigma_y=0.1, **extra)
+        gpu = make(name, shape=shape, sigma_y=0.1, device="cuda", **extra)
         x = rand(2, *shape)
         y = gpu.A(x.cuda())
         assert y.device.type == "cuda"
