@@ -233,7 +233,7 @@ def read_image(path: Path, channels: int | None = None) -> Tensor:
     try:
         with Image.open(path) as im:
             im.load()
-            array = np.asarray(im)
+            array = np.array(im)  # a copy: torch wants a writable array
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ValueError(f"{path}: cannot be read as an image ({type(exc).__name__}); give a "
                          f"PNG, JPEG or TIFF file") from None
