@@ -10,7 +10,8 @@ Signals are tensors shaped (batch, channels, *spatial) in pnpkit's range [-1, 1]
   noising ``noise(x, t)``, deterministic DDIM from any ``t`` to 0, and (being a denoiser too)
   ``denoise(x, sigma)`` at the timestep whose noise level matches ``sigma``.
 
-Every prior counts its network evaluations in :attr:`Prior.nfe`.
+Every prior counts its network evaluations in :attr:`Prior.nfe`, and says in
+:attr:`Prior.fixed_shape` whether its network runs at one size only.
 """
 
 from __future__ import annotations
@@ -29,6 +30,21 @@ class Prior:
 
     def reset_nfe(self) -> None:
         self.nfe = 0
+
+    @property
+    def fixed_shape(self) -> tuple[int, ...] | None:
+        """The spatial shape the prior's network must run at, or ``None`` when it runs at any size.
+
+        ``None`` by default. A prior that runs at one size only says which (a network checked
+        against its training size, ``(32, 32)``); a signal of another size then goes through it
+        in windows or tiles of that shape (:mod:`pnpkit.tiling`). pnpkit-priors' image priors
+        reflect-pad to the next multiple of their down-sampling and crop back, so they run at
+        any size; pnpkit-audio's prior gives the window a song is separated in, ``(65536,)``.
+
+        >>> Prior().fixed_shape is None
+        True
+        """
+        return None
 
     def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         raise NotImplementedError
