@@ -67,6 +67,11 @@ class ConsistencyPrior(DenoiserPrior):
         """The (C, *spatial) shape of the network's training signals."""
         return self.net.shape
 
+    @property
+    def fixed_shape(self) -> tuple[int, ...] | None:
+        """The network's ``sample_size`` when ``check_size`` holds; ``None`` (any size) otherwise."""
+        return self.net.fixed_shape
+
     def _levels(self, sigma: float | Tensor, like: Tensor) -> Tensor:
         s = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1)
         if s.numel() == 1:

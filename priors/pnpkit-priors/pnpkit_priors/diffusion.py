@@ -31,7 +31,10 @@ class DiffusersPrior(DiffusionPrior):
     :param scheduler: the diffusers scheduler it was trained with.
     :param str name: the prior's name in messages.
     :param float clip: Tweedie estimates are clipped to ``[-clip, clip]`` where solvers ask.
-    :param bool check_size: whether signals must have the network's ``sample_size``.
+    :param bool check_size: whether signals must have the network's ``sample_size`` (the
+        default for a checkpoint: a network with attention at full resolution may not
+        generalise to other sizes); ``False`` runs any size, reflect-padded to the next multiple
+        of the network's down-sampling factor and cropped back.
     :param int class_label: the class to condition a class-conditional network on.
     """
 
@@ -62,6 +65,16 @@ class DiffusersPrior(DiffusionPrior):
     def shape(self) -> tuple[int | None, ...]:
         """The (C, *spatial) shape of the network's training signals."""
         return self.net.shape
+
+    @property
+    def fixed_shape(self) -> tuple[int, ...] | None:
+        """The network's ``sample_size`` when ``check_size`` holds; ``None`` (any size) otherwise.
+
+        Without the size check a signal of any size runs: it is reflect-padded to the next
+        multiple of the network's down-sampling factor and cropped back (see
+        :class:`~pnpkit_priors.network.UNetNetwork`).
+        """
+        return self.net.fixed_shape
 
     @property
     def num_parameters(self) -> int:

@@ -139,6 +139,24 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
     return write_card(weights_dir, card, render_markdown(card))
 
 
+def size_text(card: dict[str, Any]) -> str:
+    """The card's paragraph on sizes: the prior runs at any size, padded to its down-sampling.
+
+    :param dict card: what :func:`write_model_card` returns.
+    """
+    arch = card["architecture"]
+    factor = 2 ** (len(arch["block_out_channels"]) - 1)  # every block but the last halves
+    attention = [i for i, b in enumerate(arch["down_block_types"]) if b.startswith("Attn")]
+    attn = (f"self-attention only at 1/{2 ** min(attention)} of the resolution" if attention
+            else "no attention")
+    return (f"Trained on {arch['sample_size']} x {arch['sample_size']} patches, it runs on "
+            f"pictures of any size: its UNet is convolutional ({attn}), so pnpkit reflect-pads a "
+            f"picture to the next multiple of {factor} (its down-sampling factor) and crops the "
+            f"output back. That is the default of `{card['name']}` (`check_size = false`); "
+            "`check_size = true` refuses other sizes, and `[prior] tile = N` runs it on "
+            "overlapping tiles instead.")
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     """The ``MODEL_CARD.md`` text of a card.
 
@@ -160,6 +178,10 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"{arch['block_out_channels']}, {arch['layers_per_block']} layer(s) per block, "
         f"blocks {', '.join(arch['down_block_types'])}",
         schedule_line(sched),
+        "",
+        "## Sizes",
+        "",
+        size_text(card),
         "",
         "## Data",
         "",

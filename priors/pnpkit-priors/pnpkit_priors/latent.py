@@ -43,6 +43,16 @@ class LatentDiffusionPrior(DiffusersPrior):
         self.scaling_factor = float(scaling_factor)
         self.is_vq = type(vae).__name__ == "VQModel"
 
+    @property
+    def fixed_shape(self) -> tuple[int, ...] | None:
+        """The signals' spatial shape when latents are checked against the network's size, else
+        ``None``: the latent ``sample_size`` times the autoencoder's down-sampling factor."""
+        latent = self.net.fixed_shape
+        if latent is None:
+            return None
+        scale = 2 ** (len(self.vae.config.get("block_out_channels") or [0]) - 1)
+        return tuple(s * scale for s in latent)
+
     def _vae_in(self, x: Tensor) -> Tensor:
         p = next(self.vae.parameters())
         return x.to(device=p.device, dtype=p.dtype)

@@ -6,10 +6,57 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
+
+#: diffusers' halving layers, counted in a 1-D network (whose blocks down-sample in several ways).
+_HALVING_1D = ("Downsample1D", "Downsample1d")
 
 
 def _fmt(shape: tuple[Any, ...]) -> str:
     return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+
+
+def down_factor(model: torch.nn.Module) -> int:
+    """The network's total down-sampling factor: its inputs' sizes must be multiples of it.
+
+    A model's own ``total_factor`` when it has one (pnpkit-audio's network); for a
+    ``UNet2DModel``, :math:`2^{n-1}` with :math:`n` the entries of ``block_out_channels``
+    (every block but the last halves the size); for another network, 2 to the number of
+    diffusers' halving layers in it.
+
+    :param torch.nn.Module model: a diffusers UNet.
+    """
+    total = getattr(model, "total_factor", None)
+    if total is not None:
+        return int(total)
+    if type(model).__name__ == "UNet2DModel":
+        return 2 ** (len(model.config["block_out_channels"]) - 1)
+    return 2 ** sum(type(m).__name__ in _HALVING_1D for m in model.modules())
+
+
+def pad_to_multiple(x: Tensor, factor: int) -> tuple[Tensor, tuple[int, ...]]:
+    """Pad ``x`` (B, C, *spatial) at the end of each spatial axis to the next multiple of ``factor``.
+
+    By reflection, so that the padded border continues the picture instead of framing it
+    (by replication where an axis is too short to reflect, shorter than the padding + 1).
+
+    :param torch.Tensor x: a batch of signals, 1-D or 2-D.
+    :param int factor: the multiple.
+    :return: the padded signals and the original spatial shape, to crop back to.
+
+    >>> x = torch.arange(5.0).view(1, 1, 5)
+    >>> pad_to_multiple(x, 4)[0].tolist()
+    [[[0.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0]]]
+    """
+    spatial = tuple(int(s) for s in x.shape[2:])
+    extra = [(-s) % factor for s in spatial]
+    if not any(extra):
+        return x, spatial
+    mode = "reflect" if all(e < s for e, s in zip(extra, spatial, strict=True)) else "replicate"
+    pads: list[int] = []
+    for e in reversed(extra):  # F.pad lists the last axis first
+        pads += [0, e]
+    return F.pad(x, pads, mode=mode), spatial
 
 
 class UNetNetwork:
@@ -21,6 +68,12 @@ class UNetNetwork:
     of channels always, the spatial size (``sample_size``) unless ``check_size`` is ``False``
     (convolutional networks often run on other sizes). Networks with learned variances
     (``out_channels = 2 * in_channels``) give their first half, the mean prediction.
+
+    A signal whose size is not a multiple of the network's total down-sampling factor
+    (:attr:`factor`, 4 for the project's image priors) is padded by reflection at its end to
+    the next multiple, run, and cropped back (:func:`pad_to_multiple`); at a multiple it goes
+    through unchanged. So with ``check_size = False`` a convolutional network runs at any size:
+    ``eps``, Tweedie estimates and ``denoise`` of a 37 x 50 picture are 37 x 50.
 
     :param torch.nn.Module model: a diffusers ``UNet2DModel`` or ``UNet1DModel``.
     :param str name: the prior's name, used in error messages.
@@ -53,6 +106,16 @@ class UNetNetwork:
             raise ValueError(f"prior {name!r} is class-conditional "
                              f"({config.get('num_class_embeds')} classes): pass class_label = N")
         self.class_label = class_label if conditional else None
+        #: Inputs are padded to multiples of this (the total down-sampling factor).
+        self.factor = down_factor(model)
+
+    @property
+    def fixed_shape(self) -> tuple[int, ...] | None:
+        """The training size when signals are checked against it (``check_size``), else ``None``."""
+        spatial = self.shape[1:]
+        if not self.check_size or any(s is None for s in spatial):
+            return None
+        return tuple(int(s) for s in spatial if s is not None)
 
     @property
     def device(self) -> torch.device:
@@ -78,8 +141,10 @@ class UNetNetwork:
                     f"{want[0]})")
         elif self.check_size and any(w is not None and w != g
                                      for w, g in zip(want[1:], got[1:], strict=True)):
-            hint = (f"resize the data (e.g. [data] size = {want[1]}), or pass check_size = false "
-                    "to run the convolutional network on other sizes")
+            hint = (f"resize the data (e.g. [data] size = {want[1]}), set [prior] check_size = "
+                    "false to run a convolutional network at any size (padded to a multiple of "
+                    f"{self.factor} and cropped back), or [prior] tile = {want[1]} to run it on "
+                    "tiles of its own size")
         else:
             return
         raise ValueError(f"prior {self.name!r} was trained on {_fmt(want)} {self.what} but got "
@@ -94,7 +159,8 @@ class UNetNetwork:
         """
         self.check(x)
         device, dtype = self.device, self.dtype
-        inp = x.to(device=device, dtype=dtype)
+        padded, spatial = pad_to_multiple(x, self.factor)
+        inp = padded.to(device=device, dtype=dtype)
         t = t.to(device)
         if self.is_1d:
             out = self.model(inp, t, return_dict=False)[0]
@@ -107,4 +173,6 @@ class UNetNetwork:
         channels = x.shape[1]
         if out.shape[1] == 2 * channels:
             out = out[:, :channels]
+        if padded is not x:
+            out = out[(..., *(slice(0, s) for s in spatial))]
         return out.to(device=x.device, dtype=x.dtype)
