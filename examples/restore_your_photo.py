@@ -10,7 +10,8 @@ default grey prior, in two ways: from Python, and with ``pnpkit run`` and a TOML
 Run it as a script (``python examples/restore_your_photo.py``) or cell by cell (``# %%``) in
 an editor that knows cells. ``PNPKIT_EXAMPLE_SIZE`` (the picture's width, default 256) and
 ``PNPKIT_EXAMPLE_ITERATIONS`` (default 30) make it smaller and quicker; ``PNPKIT_EXAMPLE_OUT``
-is where it writes (default ``runs/restore-your-photo``).
+is where it writes (default ``runs/restore-your-photo``). At the default size it takes about
+4 minutes on 2 CPU cores (each route: 30 network calls and 30 least-squares blur steps).
 """
 # ruff: noqa: E402  (gallery style: each cell imports what it introduces)
 

@@ -81,9 +81,10 @@ def test_a_whole_picture_demo_restores_its_measurement_file(
     files = [f"data.measurement={json.dumps(str(inputs / 'measurements' / (item + '.png')))}",
              f"data.reference={json.dumps(str(inputs / 'references' / (item + '.png')))}"]
     cfg = cfgmod.load(ROOT / "configs" / config, files + overrides)
-    summary = pipeline.run(cfg, output=tmp_path / "out", progress=False)
+    runs = tmp_path / "runs"
+    summary = pipeline.run(cfg, output=runs / f"demo-{item}", progress=False)
     assert summary["items"] == 1
-    folder = tmp_path / "out" / "items" / item
+    folder = runs / f"demo-{item}" / "items" / item
     record = json.loads((folder / "metrics.json").read_text())
     assert record["status"] == "done"
     assert np.isfinite(record["metrics"]["psnr"])
@@ -91,6 +92,18 @@ def test_a_whole_picture_demo_restores_its_measurement_file(
     restored = np.asarray(Image.open(folder / "reconstruction.png"))
     assert restored.shape[:2] == (32, 32)
     assert (folder / "figure.png").stat().st_size > 5_000
+    # the README's opening picture is drawn from these outputs
+    spec = importlib.util.spec_from_file_location("make_readme_figure",
+                                                  ROOT / "docs" / "make_readme_figure.py")
+    figure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figure)
+    titled, caption = figure.panels(item, runs)
+    assert [t.split(":")[0] for t, _ in titled][::2] == ["measurement", "reference"]
+    assert titled[0][1].shape[:2] == ((8, 8) if item == "camera" else (32, 32))
+    assert f"{record['metrics']['psnr']:.2f} dB" in titled[1][0]
+    assert caption.startswith(f"{item}, held out (test split); A^+ y scores")
+    assert figure.main(["--demo", item, "--runs", str(runs), "--out", str(tmp_path / "demo.png")]) == 0
+    assert Image.open(tmp_path / "demo.png").size[0] > 3 * Image.open(tmp_path / "demo.png").size[1] // 2
 
 
 def test_the_song_demo_writes_every_stem_at_the_songs_length(tmp_path: Path, inputs: Path) -> None:
