@@ -12,3 +12,7 @@
 
 #: The stems, in channel order (Slakh2100's four classes, as the MSDM paper stacks them).
 STEMS = ("bass", "drums", "guitar", "piano")
+#: The window, in samples, a longer song is separated in (the prior's ``fixed_shape``):
+#: 65536 (8.192 s at 8 kHz), the length of the shipped excerpts and of every separation
+#: benchmark; the network was trained on 16384 and runs on any multiple of 256.
+SEGMENT = 65536

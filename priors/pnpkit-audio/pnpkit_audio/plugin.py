@@ -7,34 +7,41 @@ from typing import Any
 
 import pnpkit
 
+from . import SEGMENT
+
 #: The project's own multi-source prior: ``WEIGHTS_DIR / {unet, scheduler}``.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "stems8k"
 
 
-def default_stems8k(device: str = "cpu", dtype: str = "float32") -> Any:
+
+def default_stems8k(device: str = "cpu", dtype: str = "float32", segment: int = SEGMENT) -> Any:
     """The project's 4-stem (bass, drums, guitar, piano) 8 kHz diffusion prior.
 
     Trained offline on the rendered chorales' train split; see ``weights/stems8k/MODEL_CARD.md``.
 
+    :param int segment: the window, in samples (a multiple of 256), a longer song is separated
+        in, cross-faded (default 65536, 8.192 s).
     :param str device: set by the pipeline.
     :param str dtype: set by the pipeline.
     """
     from .prior import AudioDiffusionPrior
 
     return AudioDiffusionPrior.from_pretrained(WEIGHTS_DIR, device=device, dtype=dtype,
-                                               name="default-stems8k")
+                                               name="default-stems8k", segment=segment)
 
 
-def audio_diffusion(path: str, device: str = "cpu", dtype: str = "float32") -> Any:
+def audio_diffusion(path: str, device: str = "cpu", dtype: str = "float32",
+                    segment: int = SEGMENT) -> Any:
     """A multi-source audio diffusion prior from a folder holding ``unet/`` and ``scheduler/``.
 
     :param str path: the folder ``pnpkit train-audio-prior --out`` wrote.
+    :param int segment: the window, in samples, a longer song is separated in (default 65536).
     :param str device: set by the pipeline.
     :param str dtype: set by the pipeline.
     """
     from .prior import AudioDiffusionPrior
 
-    return AudioDiffusionPrior.from_pretrained(path, device=device, dtype=dtype)
+    return AudioDiffusionPrior.from_pretrained(path, device=device, dtype=dtype, segment=segment)
 
 
 @pnpkit.hookimpl

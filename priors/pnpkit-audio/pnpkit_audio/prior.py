@@ -32,7 +32,7 @@ from pnpkit_priors.loading import build_scheduler as scheduler_from_config
 from pnpkit_priors.loading import check_folder, load_model, scheduler_config
 from pnpkit_priors.trainer import ddpm_scheduler as build_scheduler
 
-from . import STEMS
+from . import SEGMENT, STEMS
 from .network import AudioUNet1DModel
 
 __all__ = ["AudioDiffusionPrior", "audio_prior", "build_scheduler"]
@@ -68,6 +68,9 @@ class AudioDiffusionPrior(DiffusersPrior):
         ``prediction_type`` are read from it).
     :param str name: the prior's name in messages.
     :param float clip: Tweedie estimates are clipped to ``[-clip, clip]`` where solvers ask.
+    :param int segment: the window, in samples, a longer signal is solved in (its
+        :attr:`fixed_shape`; a multiple of :attr:`length_multiple`); default :data:`pnpkit_audio.SEGMENT`
+        (rounded down to a multiple of :attr:`length_multiple`).
 
     |sep|
 
@@ -78,8 +81,8 @@ class AudioDiffusionPrior(DiffusersPrior):
     >>> from pnpkit_audio.prior import AudioDiffusionPrior, build_scheduler
     >>> net = AudioUNet1DModel(channels=(8, 16, 16), down_factors=(4, 4))
     >>> prior = AudioDiffusionPrior(net, build_scheduler(), name="tiny")
-    >>> prior.shape, prior.num_timesteps
-    ((4, None), 1000)
+    >>> prior.shape, prior.num_timesteps, prior.fixed_shape
+    ((4, None), 1000, (65536,))
     >>> prior.denoise(torch.zeros(1, 4, 64), 0.1).shape, prior.nfe
     (torch.Size([1, 4, 64]), 1)
     """
@@ -88,14 +91,43 @@ class AudioDiffusionPrior(DiffusersPrior):
     unet_classes = {AudioUNet1DModel.__name__: AudioUNet1DModel}
 
     def __init__(self, unet: AudioUNet1DModel, scheduler: Any, name: str = "audio",
-                 clip: float | None = 1.0) -> None:
+                 clip: float | None = 1.0, segment: int | None = None) -> None:
         # Any multiple of the down-sampling factor works, so the training length is not checked.
         super().__init__(unet, scheduler, name=name, clip=clip, check_size=False)
+        f = self.length_multiple
+        if segment is None:
+            segment = max(f, SEGMENT // f * f)
+        if isinstance(segment, bool) or not isinstance(segment, int) or segment <= 0 or segment % f:
+            try:
+                near = max(f, round(float(segment) / f) * f)
+            except (TypeError, ValueError):
+                near = max(f, SEGMENT // f * f)
+            raise ValueError(f"prior {name!r}: segment = {segment!r} must be a positive multiple "
+                             f"of {f} samples (the network's down-sampling factor); use e.g. "
+                             f"segment = {near}")
+        self.segment = segment
 
     @property
     def shape(self) -> tuple[int | None, ...]:
         """The (C, L) shape of its signals: the channel count, and ``None`` (any valid length)."""
         return (int(self.unet.config.in_channels), None)
+
+    @property
+    def stems(self) -> tuple[str, ...] | None:
+        """The stems' names in channel order (:data:`pnpkit_audio.STEMS` for a four-channel
+        network, None otherwise): ``pnpkit run`` names the WAV of each after them."""
+        return STEMS if self.shape[0] == len(STEMS) else None
+
+    @property
+    def fixed_shape(self) -> tuple[int, ...]:
+        """``(segment,)``: the window a longer song is separated in, window by window.
+
+        The network runs on any multiple of :attr:`length_multiple`, but its memory and time
+        grow with the length and its GroupNorm statistics span the whole signal, so a whole
+        song goes through it in overlapping windows of this length, cross-faded
+        (:func:`pnpkit.tiling.window_starts`, :func:`pnpkit.tiling.crossfade`).
+        """
+        return (self.segment,)
 
     @property
     def length_multiple(self) -> int:
@@ -136,7 +168,7 @@ class AudioDiffusionPrior(DiffusersPrior):
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu",
                         dtype: str | torch.dtype = "float32", *, name: str | None = None,
-                        clip: float | None = 1.0) -> AudioDiffusionPrior:
+                        clip: float | None = 1.0, segment: int | None = None) -> AudioDiffusionPrior:
         """Load a checkpoint folder (``unet/`` + ``scheduler/``), offline.
 
         The folder is checked and the network loaded by pnpkit-priors' loaders
@@ -149,24 +181,28 @@ class AudioDiffusionPrior(DiffusersPrior):
             and the outputs back.
         :param str name: the prior's name in messages (default: the folder's name).
         :param float clip: Tweedie estimates are clipped to ``[-clip, clip]`` where asked.
+        :param int segment: the window a longer signal is solved in (see :attr:`fixed_shape`).
         :raises FileNotFoundError: for a missing folder or missing files, naming what is there.
-        :raises ValueError: for a network of another class.
+        :raises ValueError: for a network of another class, or a segment that is not a multiple
+            of its down-sampling factor.
         """
         root = check_folder(folder, "audio prior folder", LAYOUT, PARTS)
         unet = load_model(root / "unet", cls.unet_classes, device, torch_dtype(dtype),
                           hint=" networks (diffusers' own UNets load with the `diffusers` prior "
                                "of pnpkit-priors)")
         scheduler = scheduler_from_config(scheduler_config(root / "scheduler"))
-        return cls(unet, scheduler, name=name or root.resolve().name, clip=clip)
+        return cls(unet, scheduler, name=name or root.resolve().name, clip=clip, segment=segment)
 
 
 def audio_prior(path: str, device: str = "cpu", dtype: str = "float32",
-                clip: float = 1.0) -> AudioDiffusionPrior:
+                clip: float = 1.0, segment: int = SEGMENT) -> AudioDiffusionPrior:
     """The multi-source audio diffusion prior of a checkpoint folder (a factory for plugins).
 
     :param str path: the checkpoint folder (``unet/`` and ``scheduler/``).
     :param str device: set by the pipeline.
     :param str dtype: set by the pipeline (the network's dtype).
     :param float clip: range of clipped Tweedie estimates.
+    :param int segment: the window, in samples, a longer song is separated in.
     """
-    return AudioDiffusionPrior.from_pretrained(path, device=device, dtype=dtype, clip=clip)
+    return AudioDiffusionPrior.from_pretrained(path, device=device, dtype=dtype, clip=clip,
+                                               segment=segment)

@@ -143,6 +143,31 @@ def test_channel_mismatch_says_the_expected_shape(loaded: AudioDiffusionPrior) -
         loaded.eps(torch.zeros(1, 4, 70), 10)
 
 
+def test_fixed_shape_is_the_separation_window(ckpt: Path, loaded: AudioDiffusionPrior) -> None:
+    assert loaded.fixed_shape == (65536,) and loaded.segment == 65536
+    short = audio_prior(str(ckpt), segment=16384)
+    assert short.fixed_shape == (16384,)
+    with pytest.raises(ValueError, match=r"prior 'tiny-stems': segment = 1010 must be a positive "
+                                         r"multiple of 16 samples .*; use e\.g\. segment = 1008"):
+        audio_prior(str(ckpt), segment=1010)
+    with pytest.raises(ValueError, match=r"segment = 0 must .*segment = 16"):
+        AudioDiffusionPrior.from_pretrained(ckpt, segment=0)
+    # a network whose down-sampling does not divide 65536: the default is the nearest below
+    odd = AudioDiffusionPrior(AudioUNet1DModel(channels=(8, 16), down_factors=(3,)),
+                              build_scheduler())
+    assert odd.length_multiple == 3 and odd.fixed_shape == (65535,)
+
+
+def test_packaged_prior_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pnpkit_audio import SEGMENT
+    from pnpkit_audio.plugin import WEIGHTS_DIR, default_stems8k
+
+    if not WEIGHTS_DIR.is_dir():
+        pytest.skip("no packaged stems8k weights")
+    assert SEGMENT == 65536 and default_stems8k().fixed_shape == (65536,)
+    assert default_stems8k(segment=4096).fixed_shape == (4096,)
+
+
 class Mixture:
     """The sum of the stems (source separation's measurement), in deepinv's operator language."""
 
