@@ -337,7 +337,8 @@ LOADING_DOCS = """
 :param str scheduler: a scheduler folder or ``scheduler_config.json`` overriding the checkpoint's.
 :param str model_dtype: the network's dtype (default: the signals' dtype).
 :param str variant: the weights' variant, e.g. ``"fp16"``.
-:param bool check_size: whether the network's inputs must have its training size.
+:param bool check_size: whether the network's inputs must have its training size (false: any
+    size, reflect-padded to a multiple of the network's down-sampling and cropped back).
 :param int class_label: the class of a class-conditional network.
 :param str cache_dir: the Hugging Face cache to search for a hub id.
 :param str device: set by the pipeline.
