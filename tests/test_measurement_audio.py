@@ -44,9 +44,43 @@ class WindowedStems(GaussianDiffusionPrior):
         return super().network(x_t, t)
 
 
+class Decimate:
+    """Keeps every other sample: a measurement at half the signal's rate."""
+
+    linear = True
+
+    def __init__(self, shape, sigma_y=0.0):
+        from pnpkit.operators import GaussianNoise
+        self.noise_model = GaussianNoise(sigma_y)
+
+    def A(self, x, **kw):
+        return x[..., ::2]
+
+    def A_adjoint(self, y, **kw):
+        import torch
+        out = torch.zeros(*y.shape[:-1], 2 * y.shape[-1], dtype=y.dtype, device=y.device)
+        out[..., ::2] = y
+        return out
+
+    A_dagger = A_adjoint  # A A^T = I
+
+    def measurement_rate(self, rate):
+        return rate // 2
+
+
+def decimate_shape(measurement_shape):
+    c, n = measurement_shape
+    return (c, 2 * n)
+
+
 @pnpkit.hookimpl
 def register_priors(register):
     register("fake-stems", WindowedStems)
+
+
+@pnpkit.hookimpl
+def register_operators(register):
+    register("decimate", Decimate, signal_shape=decimate_shape)
 '''
 
 
@@ -136,3 +170,33 @@ def test_a_song_longer_than_the_window_is_separated_window_by_window(plugins, tm
     assert main(["run", str(cfg), "-q", "-o", str(tmp_path / "again")]) == 0
     again = load_file(tmp_path / "again" / "items" / "song" / "tensors.safetensors")
     assert torch.equal(again["reconstruction"], t["reconstruction"])
+
+
+def test_an_operator_that_changes_the_rate_gets_its_measurement_rate(plugins, tmp_path, capsys):
+    """A decimating operator measures at 4 kHz a signal at the prior's 8 kHz: a 4 kHz file is
+    taken as it is and restored at 8 kHz, twice as many samples; an 8 kHz file is resampled
+    to the operator's 4 kHz first. The simulated path writes the measurement at 4 kHz too."""
+    for rate, note in ((4000, None), (8000, "song.wav: 8000 Hz resampled to 4000 Hz, the "
+                                            "operator's measurement rate for the prior's 8000 Hz")):
+        song(tmp_path / "song.wav", 0.25, rate, channels=2)
+        cfg = config(tmp_path, data="channels = 2")
+        cfg.write_text(cfg.read_text().replace('name = "mixture"', 'name = "decimate"'))
+        out = tmp_path / f"out{rate}"
+        assert main(["run", str(cfg), "-q", "-o", str(out)]) == 0
+        err = capsys.readouterr().err
+        assert (f"pnpkit: {note}" in err.splitlines()) if note else "resampled" not in err
+        item = out / "items" / "song"
+        record = json.loads((item / "metrics.json").read_text())
+        assert record["measurement_shape"] == [2, 1000] and record["signal_shape"] == [2, 2000]
+        assert record["output_rate"] == 8000 and record["solve_rate"] == 8000
+        wav, written = soundfile.read(item / "reconstruction.wav", always_2d=True)
+        assert written == 8000 and wav.shape == (int(0.25 * rate) * 8000 // rate, 2)
+        _, measured = soundfile.read(item / "measurement.wav")
+        assert measured == rate  # the file as given
+    song(tmp_path / "clean.wav", 0.25, 8000, channels=2)
+    cfg = config(tmp_path)
+    cfg.write_text(cfg.read_text().replace('name = "mixture"', 'name = "decimate"')
+                   .replace('measurement = "song.wav"', 'files = "clean.wav"'))
+    assert main(["run", str(cfg), "-q", "-o", str(tmp_path / "simulated")]) == 0
+    y, measured = soundfile.read(tmp_path / "simulated" / "items" / "clean" / "measurement.wav")
+    assert measured == 4000 and y.shape == (1000, 2)

@@ -187,10 +187,12 @@ class Measured:
     :param torch.Tensor measurement: what the solver gets, at ``solve_rate`` for audio.
     :param str kind: ``"image"`` or ``"audio"``.
     :param pathlib.Path path: the measurement file.
-    :param sample_rate: audio: the file's rate (the stems are written at it).
-    :param solve_rate: audio: the rate the solve runs at (the prior's).
+    :param sample_rate: audio: the file's rate.
+    :param solve_rate: audio: the signal's rate in the solve (the prior's).
+    :param output_rate: audio: the rate the result is written at (the file's, unless the
+        operator changes the rate: then the signal's).
     :param original: audio: the (down-mixed) measurement at the file's rate.
-    :param reference: the optional reference (C, *spatial), at the file's rate for audio.
+    :param reference: the optional reference (C, *spatial), at ``reference_rate`` for audio.
     :param notes: one line per conversion (down-mix, resampling), said on stderr.
     """
 
@@ -200,10 +202,28 @@ class Measured:
     path: Path
     sample_rate: int | None = None
     solve_rate: int | None = None
+    output_rate: int | None = None
     original: Tensor | None = None
     reference: Tensor | None = None
     reference_path: Path | None = None
+    reference_rate: int | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def output_length(self) -> int:
+        """Audio: the result's length at :attr:`output_rate` (the song's whole duration)."""
+        if self.original is None or not self.sample_rate or not self.output_rate:
+            return 0
+        return int(round(self.original.shape[-1] * self.output_rate / self.sample_rate))
+
+
+def resample(wav: Tensor, rate: int, target: int) -> Tensor:
+    """``wav`` (..., L) from ``rate`` to ``target`` Hz (torchaudio), unchanged when equal."""
+    if rate == target:
+        return wav
+    import torchaudio.functional as AF
+
+    return AF.resample(wav, rate, target)
 
 
 def resolve_paths(spec: str | list[str], base_dir: Path, key: str) -> list[Path]:
@@ -313,19 +333,13 @@ def _measured_audio(path: Path, ref_path: Path | None, channels: int | None,
     if wav.shape[0] > 1 and channels != wav.shape[0]:
         notes.append(f"{path.name}: {wav.shape[0]} channels down-mixed to mono")
         wav = wav.mean(0, keepdim=True)
-    y = wav
-    if signal_rate is not None and signal_rate != rate:
-        import torchaudio.functional as AF
-
-        y = AF.resample(wav, rate, signal_rate)
-        notes.append(f"{path.name}: {rate} Hz resampled to {signal_rate} Hz for the prior; stems "
+    target = signal_rate or rate
+    if target != rate:
+        notes.append(f"{path.name}: {rate} Hz resampled to {target} Hz for the prior; stems "
                      f"written at {rate} Hz")
-    ref = None
-    if ref_path is not None:
-        ref, ref_rate = read_audio(ref_path)
-        if ref_rate != rate:
-            import torchaudio.functional as AF
-
-            ref = AF.resample(ref, ref_rate, rate)
-    return Measured(path.stem, y, "audio", path, sample_rate=rate, solve_rate=signal_rate or rate,
-                    original=wav, reference=ref, reference_path=ref_path, notes=notes)
+    ref, ref_rate = read_audio(ref_path) if ref_path is not None else (None, None)
+    # The operator may measure at another rate than the signal's: pnpkit.measured.plan
+    # resamples again then (pnpkit.operators.measurement_rate).
+    return Measured(path.stem, resample(wav, rate, target), "audio", path, sample_rate=rate,
+                    solve_rate=target, output_rate=rate, original=wav, reference=ref,
+                    reference_path=ref_path, reference_rate=ref_rate, notes=notes)

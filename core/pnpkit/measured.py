@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from . import operators as ops
-from .data import Measured
+from .data import Measured, resample
 
 if TYPE_CHECKING:
     from .solvers import Result, Solver
@@ -83,16 +83,17 @@ def plan(item: Measured, component: Any, settings: dict[str, Any], prior: Any,
     hints: dict[str, Any] = {}
     if (c := prior_channels(prior)) is not None:
         hints["sources"] = c
-    try:
-        signal = ops.infer_signal_shape(component, shape, {**hints, **settings})
-    except ValueError as exc:
-        raise ValueError(f"{item.path}: {exc}") from None
+    signal = _infer(item, component, shape, {**hints, **settings})
+    if item.kind == "audio" and item.solve_rate and item.sample_rate:
+        mrate = ops.measurement_rate(operator_for(signal), item.solve_rate)
+        if mrate is not None and mrate != item.solve_rate:
+            shape, signal = _rerate(item, int(mrate), component, {**hints, **settings})
     if item.reference is not None:
         expected = signal
-        if item.original is not None and item.original.shape != item.measurement.shape:
-            # Resampled audio: the reference is at the file's rate, like the stems written.
-            expected = ops.infer_signal_shape(component, tuple(item.original.shape),
-                                              {**hints, **settings})
+        if item.kind == "audio" and item.output_rate and item.reference_rate:
+            # The reference is scored against the result as written: at the output rate.
+            item.reference = resample(item.reference, item.reference_rate, item.output_rate)
+            expected = (signal[0], item.output_length)
         got = tuple(int(s) for s in item.reference.shape)
         if got != expected:
             raise ValueError(f"{item.reference_path}: the reference has shape {got}, but the "
@@ -122,6 +123,31 @@ def plan(item: Measured, component: Any, settings: dict[str, Any], prior: Any,
     out.op = operator_for(signal)
     _check(item, out.op, signal, shape)
     return out
+
+
+def _infer(item: Measured, component: Any, shape: tuple[int, ...],
+           settings: dict[str, Any]) -> tuple[int, ...]:
+    try:
+        return ops.infer_signal_shape(component, shape, settings)
+    except ValueError as exc:
+        raise ValueError(f"{item.path}: {exc}") from None
+
+
+def _rerate(item: Measured, mrate: int, component: Any, settings: dict[str, Any]
+            ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """An operator that measures at ``mrate`` for the signal's rate: the file goes to ``mrate``
+    and the result is written at the signal's rate (resampling it to the file's would undo the
+    restoration)."""
+    assert item.original is not None and item.sample_rate and item.solve_rate
+    name, rate = item.path.name, item.sample_rate
+    item.notes = [n for n in item.notes if "resampled" not in n]
+    if mrate != rate:
+        item.notes.append(f"{name}: {rate} Hz resampled to {mrate} Hz, the operator's measurement "
+                          f"rate for the prior's {item.solve_rate} Hz")
+    item.measurement = resample(item.original, rate, mrate)
+    item.output_rate = item.solve_rate
+    shape = tuple(int(s) for s in item.measurement.shape)
+    return shape, _infer(item, component, shape, settings)
 
 
 def _check(item: Measured, op: Any, signal: tuple[int, ...], shape: tuple[int, ...]) -> None:

@@ -264,7 +264,8 @@ class Pipeline:
         save_signal(x[0], folder / "reference", item.kind, rate)
         panels = []
         if not y.is_complex() and (is_image_like(y[0]) if item.kind == "image" else y.dim() == 3):
-            save_signal(y[0], folder / "measurement", item.kind, rate)
+            # An operator that changes the rate says its measurement's (pnpkit.operators).
+            save_signal(y[0], folder / "measurement", item.kind, ops.measurement_rate(op, rate))
             panels.append(("measurement", y[0]))
         baseline: dict[str, float] = {}
         try:
@@ -299,10 +300,8 @@ class Pipeline:
 
         raw = self.config.raw
         y = item.measurement[None].to(self.device, self.dtype)
-        solve_rate, rate = item.solve_rate, item.sample_rate
+        solve_rate, rate, length = item.solve_rate, item.output_rate, item.output_length
         ref = None if item.reference is None else item.reference[None].to(self.device, self.dtype)
-        length = ref.shape[-1] if ref is not None else (
-            item.original.shape[-1] if item.original is not None else 0)
         start = time.perf_counter()
         x, info = solve(self.solver, self.prior, y, how, int(raw["seed"]) + index,
                         reference=ref if ref is not None and ref.shape[1:] == how.signal_shape
@@ -332,7 +331,7 @@ class Pipeline:
         shown = item.original if item.original is not None else item.measurement
         panels = []
         if item.kind == "audio" or is_image_like(y[0]):
-            save_signal(shown, folder / "measurement", item.kind, rate)
+            save_signal(shown, folder / "measurement", item.kind, item.sample_rate)
             panels.append(("measurement", y[0]))
         if ref is not None:
             save_signal(ref[0], folder / "reference", item.kind, rate)
@@ -345,7 +344,9 @@ class Pipeline:
             baseline = {**score(to_rate(pinv.clamp(-1, 1), solve_rate, rate, length)),
                         **self_metrics(how.op, pinv.clamp(-1, 1), y)}
             panels.append(("A^+ y", pinv[0]))
-        scores = ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if "/" not in k)
+        # The title stays short: the reference metrics, else the data residual.
+        scores = ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()
+                           if "/" not in k and not k.startswith("discrepancy"))
         panels.append((f"{self.solver.name} ({scores})", x[0]))
         if ref is not None and ref.shape == x.shape:
             panels.append(("reference", ref[0]))
@@ -361,7 +362,7 @@ class Pipeline:
                   "measurement_shape": list(y.shape[1:]), "signal_shape": list(how.signal_shape),
                   **{k: info[k] for k in ("windows", "window", "overlap") if k in info}}
         if item.kind == "audio":
-            record["sample_rate"], record["solve_rate"] = rate, solve_rate
+            record.update(sample_rate=item.sample_rate, solve_rate=solve_rate, output_rate=rate)
         write_json(folder / "history.json", info["history"])
         write_json(folder / "metrics.json", record)
         return record
