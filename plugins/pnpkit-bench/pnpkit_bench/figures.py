@@ -3,6 +3,7 @@ spectrograms) and the convergence plot; drawn through the ``render_item`` hook."
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ def show_image(ax: Any, t: Tensor, title: str | None = None) -> None:
     else:
         ax.imshow(img, interpolation="nearest")
     if title is not None:
-        ax.set_title(title, fontsize=9)
+        # a measured item's title lists the residual and discrepancy too: wrapped, it stays
+        # over its own panel instead of running into the next one
+        ax.set_title(textwrap.fill(title, 38), fontsize=9)
     ax.axis("off")
 
 
