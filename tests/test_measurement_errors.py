@@ -132,3 +132,10 @@ def test_a_bad_kernel_file_is_one_line_and_nothing_written(plugins, tmp_path, ca
     # the same holds on the simulated path
     line = run(tmp_path, capsys, 'files = "blurry.png"', 'name = "blur"\nkernel = "psf.npy"')
     assert "all zeros" in line
+
+
+def test_a_mask_of_another_size_than_the_measurement(plugins, tmp_path, capsys):
+    save_png(tmp_path / "holes.png", picture(16, 24))
+    save_png(tmp_path / "mask.png", np.full((16, 20), 255, np.uint8))
+    line = run(tmp_path, capsys, 'measurement = "holes.png"', 'name = "inpainting"\nmask = "mask.png"')
+    assert f"the mask {str(tmp_path / 'mask.png')!r} is 16 x 20 but the image is 16 x 24" in line
