@@ -157,12 +157,27 @@ def _check(item: Measured, op: Any, signal: tuple[int, ...], shape: tuple[int, .
         raise ValueError(f"{item.path}: {exc}") from None
 
 
+def window_seed(seed: int, window: int) -> int:
+    """The seed of window ``window`` of an item seeded ``seed``: ``seed`` itself for the first
+    window, a hash of both for the others (``seed + window`` would repeat the next item's).
+
+    >>> window_seed(5, 0), window_seed(5, 1) == window_seed(6, 0), window_seed(5, 1) == window_seed(6, 1)
+    (5, False, False)
+    """
+    if window == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, window]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def solve(solver: Solver, prior: Any, y: Tensor, how: Plan, seed: int, *,
           reference: Tensor | None = None, progress: bool = False) -> tuple[Tensor, dict[str, Any]]:
     """Solve one measured item, whole or window by window; return ``x`` and what to record.
 
-    Window ``w`` is solved with a generator seeded ``seed + w`` (``seed``: the run's seed
-    plus the item's index), so any window can be reproduced alone.
+    Window ``w`` is solved with a generator of its own, seeded by :func:`window_seed` from
+    ``seed`` (the run's seed plus the item's index) and ``w``, so any window can be reproduced
+    alone and no two windows of a run share a noise stream.
     """
     if not how.starts:
         g = torch.Generator(device=y.device).manual_seed(seed)
@@ -174,7 +189,7 @@ def solve(solver: Solver, prior: Any, y: Tensor, how: Plan, seed: int, *,
 
     chunks, history, nfe, wall, iterations = [], [], 0, 0.0, 0
     for w, start in enumerate(how.starts):
-        g = torch.Generator(device=y.device).manual_seed(seed + w)
+        g = torch.Generator(device=y.device).manual_seed(window_seed(seed, w))
         r = solver.solve(y[..., start:start + how.window], how.window_op, prior, generator=g)
         chunks.append(r.x.detach())
         history += [{**h, "window": w} for h in r.history]
