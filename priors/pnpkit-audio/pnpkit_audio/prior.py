@@ -71,6 +71,8 @@ class AudioDiffusionPrior(DiffusersPrior):
     :param int segment: the window, in samples, a longer signal is solved in (its
         :attr:`fixed_shape`; a multiple of :attr:`length_multiple`); default :data:`pnpkit_audio.SEGMENT`
         (rounded down to a multiple of :attr:`length_multiple`).
+    :param int sample_rate: the rate, in Hz, the network was trained at (``pnpkit run`` resamples
+        a measured song to it); None when unknown.
 
     |sep|
 
@@ -91,7 +93,8 @@ class AudioDiffusionPrior(DiffusersPrior):
     unet_classes = {AudioUNet1DModel.__name__: AudioUNet1DModel}
 
     def __init__(self, unet: AudioUNet1DModel, scheduler: Any, name: str = "audio",
-                 clip: float | None = 1.0, segment: int | None = None) -> None:
+                 clip: float | None = 1.0, segment: int | None = None,
+                 sample_rate: int | None = None) -> None:
         # Any multiple of the down-sampling factor works, so the training length is not checked.
         super().__init__(unet, scheduler, name=name, clip=clip, check_size=False)
         f = self.length_multiple
@@ -106,6 +109,7 @@ class AudioDiffusionPrior(DiffusersPrior):
                              f"of {f} samples (the network's down-sampling factor); use e.g. "
                              f"segment = {near}")
         self.segment = segment
+        self.sample_rate = sample_rate
 
     @property
     def shape(self) -> tuple[int | None, ...]:
@@ -168,7 +172,8 @@ class AudioDiffusionPrior(DiffusersPrior):
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu",
                         dtype: str | torch.dtype = "float32", *, name: str | None = None,
-                        clip: float | None = 1.0, segment: int | None = None) -> AudioDiffusionPrior:
+                        clip: float | None = 1.0, segment: int | None = None,
+                        sample_rate: int | None = None) -> AudioDiffusionPrior:
         """Load a checkpoint folder (``unet/`` + ``scheduler/``), offline.
 
         The folder is checked and the network loaded by pnpkit-priors' loaders
@@ -182,6 +187,8 @@ class AudioDiffusionPrior(DiffusersPrior):
         :param str name: the prior's name in messages (default: the folder's name).
         :param float clip: Tweedie estimates are clipped to ``[-clip, clip]`` where asked.
         :param int segment: the window a longer signal is solved in (see :attr:`fixed_shape`).
+        :param int sample_rate: the network's sample rate (default: the ``data.sample_rate`` of
+            the folder's ``card.json``, which `pnpkit train-audio-prior` writes, if there is one).
         :raises FileNotFoundError: for a missing folder or missing files, naming what is there.
         :raises ValueError: for a network of another class, or a segment that is not a multiple
             of its down-sampling factor.
@@ -191,7 +198,12 @@ class AudioDiffusionPrior(DiffusersPrior):
                           hint=" networks (diffusers' own UNets load with the `diffusers` prior "
                                "of pnpkit-priors)")
         scheduler = scheduler_from_config(scheduler_config(root / "scheduler"))
-        return cls(unet, scheduler, name=name or root.resolve().name, clip=clip, segment=segment)
+        if sample_rate is None and (root / "card.json").is_file():
+            import json
+
+            sample_rate = json.loads((root / "card.json").read_text()).get("data", {}).get("sample_rate")
+        return cls(unet, scheduler, name=name or root.resolve().name, clip=clip, segment=segment,
+                   sample_rate=sample_rate)
 
 
 def audio_prior(path: str, device: str = "cpu", dtype: str = "float32",

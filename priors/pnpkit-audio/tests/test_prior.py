@@ -202,3 +202,12 @@ class TestAudioPriorContract(PriorContract):
     def signal(self) -> torch.Tensor:
         g = torch.Generator().manual_seed(0)
         return torch.rand(2, 4, 64, generator=g) * 2 - 1
+
+
+def test_default_prior_knows_its_sample_rate() -> None:
+    """A measured song is resampled to the rate the shipped prior was trained at (its card)."""
+    import pnpkit
+
+    prior = pnpkit.create("prior", "default-stems8k")
+    assert prior.sample_rate == 8000
+    assert prior.stems == ("bass", "drums", "guitar", "piano")
