@@ -1,10 +1,18 @@
-"""Super-resolution: filtered downsampling (deepinv's :class:`~deepinv.physics.Downsampling`)."""
+"""Super-resolution: filtered downsampling (deepinv's :class:`~deepinv.physics.Downsampling`).
+
+deepinv filters the image at full resolution and then keeps one pixel in ``factor**2``; here
+the forward operator is one strided convolution that computes only the kept pixels, and the
+adjoint its transposed convolution (``factor**2`` times less arithmetic, the same operator:
+``tests/test_super_resolution.py`` checks both against deepinv's to float precision).
+``benchmarks/cost_vs_size.py`` measures what this changes in a solve.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from deepinv.physics import Downsampling
 from deepinv.physics.functional import filter_fft
 from torch import Tensor
@@ -35,6 +43,10 @@ class SuperResolution(Downsampling):
     and :meth:`project` is exact. Other paddings use deepinv's iterative least-squares
     pseudo-inverse.
 
+    :meth:`A` is a single strided convolution (only the kept pixels are filtered) and, with
+    circular padding, :meth:`A_adjoint` its transposed convolution with the padding folded
+    back; other paddings use deepinv's adjoint.
+
     :param tuple[int] img_size: ``(C, H, W)`` of the high-resolution image.
     :param int factor: downsampling factor; must divide ``H`` and ``W``.
     :param str filter: ``"bicubic"``, ``"bilinear"``, ``"gaussian"``, ``"sinc"`` or ``"none"``.
@@ -50,6 +62,64 @@ class SuperResolution(Downsampling):
         super().__init__(img_size=tuple(img_size), factor=factor,
                          filter=None if filter == "none" else filter, padding=padding, **kwargs)
         self.filter_name = filter
+
+    def _kernel(self, x: Tensor) -> Tensor | None:
+        """The filter flipped for :func:`torch.nn.functional.conv2d` (a convolution, as deepinv's)."""
+        if self.filter is None:
+            return None
+        kernel = self.filter.to(device=x.device, dtype=x.dtype)
+        if kernel.shape[:2] != (1, 1):
+            return None  # per-image or per-channel filters: deepinv's general path
+        return kernel.flip(-2, -1)
+
+    def _pad(self, kernel: Tensor) -> tuple[int, int, int, int]:
+        """deepinv's "same" padding for a kernel of this size: (left, right, top, bottom)."""
+        h, w = kernel.shape[-2:]
+        return (w // 2 - (w - 1) % 2, w // 2, h // 2 - (h - 1) % 2, h // 2)
+
+    def A(self, x: Tensor, filter: Any = None, factor: Any = None, **kwargs: Any) -> Tensor:
+        r"""
+        :math:`S (h * x)` as one strided convolution: only the kept pixels are filtered.
+
+        :param torch.Tensor x: image ``(B, C, H, W)``.
+        :param filter: a new filter (deepinv's signature; the general path is used then).
+        :param factor: a new factor (idem).
+        :return: (:class:`torch.Tensor`) ``(B, C, H / factor, W / factor)``.
+        """
+        kernel = self._kernel(x)
+        if filter is not None or factor is not None or kwargs or kernel is None \
+                or self.padding == "valid":
+            return super().A(x, filter=filter, factor=factor, **kwargs)
+        b, c, height, width = x.shape
+        self.imsize_dynamic = x.shape[-3:]
+        padded = F.pad(x.reshape(b * c, 1, height, width), self._pad(kernel), mode=self.padding)
+        out = F.conv2d(padded, kernel, stride=self.factor)
+        return out.reshape(b, c, *out.shape[-2:])
+
+    def A_adjoint(self, y: Tensor, filter: Any = None, factor: Any = None, **kwargs: Any) -> Tensor:
+        r"""
+        :math:`h^{\top} * (S^{\top} y)` as one transposed strided convolution (circular padding).
+
+        :param torch.Tensor y: low-resolution image ``(B, C, H / factor, W / factor)``.
+        :param filter: a new filter (deepinv's signature; the general path is used then).
+        :param factor: a new factor (idem).
+        :return: (:class:`torch.Tensor`) ``(B, C, H, W)``.
+        """
+        kernel = self._kernel(y)
+        if filter is not None or factor is not None or kwargs or kernel is None \
+                or self.padding != "circular":
+            return super().A_adjoint(y, filter=filter, factor=factor, **kwargs)
+        b, c, h, w = y.shape
+        height, width = h * self.factor, w * self.factor
+        left, right, top, bottom = self._pad(kernel)
+        kh, kw = kernel.shape[-2:]
+        # The transposed convolution lands on the padded grid (height + top + bottom, ...).
+        extra = (height + top + bottom - ((h - 1) * self.factor + kh),
+                 width + left + right - ((w - 1) * self.factor + kw))
+        padded = F.conv_transpose2d(y.reshape(b * c, 1, h, w), kernel, stride=self.factor,
+                                    output_padding=extra)
+        x = _fold_circular(padded, (top, bottom), (left, right), (height, width))
+        return x.reshape(b, c, height, width)
 
     def gram(self) -> Tensor:
         r"""
@@ -94,3 +164,22 @@ class SuperResolution(Downsampling):
         """
         with torch.no_grad():
             return x + self.A_dagger(y - self.A(x))
+
+
+def _fold_circular(padded: Tensor, rows: tuple[int, int], cols: tuple[int, int],
+                   size: tuple[int, int]) -> Tensor:
+    """Adjoint of circular padding: add each padded border onto the side it was copied from."""
+    top, bottom = rows
+    left, right = cols
+    height, width = size
+    x = padded[..., top:top + height, :].clone()
+    if top:
+        x[..., height - top:, :] += padded[..., :top, :]
+    if bottom:
+        x[..., :bottom, :] += padded[..., top + height:, :]
+    out = x[..., left:left + width].clone()
+    if left:
+        out[..., width - left:] += x[..., :left]
+    if right:
+        out[..., :right] += x[..., left + width:]
+    return out
