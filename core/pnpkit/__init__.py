@@ -13,7 +13,9 @@ The public API a plugin imports:
   sample rate and channel names);
 - :mod:`pnpkit.bridge` to hand a pnpkit prior to deepinv (``as_deepinv_denoiser``; it
   imports deepinv);
-- :mod:`pnpkit.testing` for contract tests.
+- :mod:`pnpkit.testing` for contract tests;
+- :func:`load_run` to read a finished ``pnpkit run`` back (configuration, metrics, per-item
+  tensors; :mod:`pnpkit.results`), for notebooks.
 
 Importing ``pnpkit`` is cheap: everything but :data:`hookimpl` and ``__version__`` is
 imported on first access, so that listing plugins does not import torch.
@@ -38,16 +40,17 @@ _LAZY: dict[str, str] = {
     "Prior": "priors",
     "ADMM": "solvers", "HQS": "solvers", "PGD": "solvers", "IterativeSolver": "solvers",
     "Result": "solvers", "SolveContext": "solvers", "Solver": "solvers",
+    "load_run": "results",
 }
 
 #: submodules reachable as attributes (``pnpkit.metrics.psnr``) without importing them first.
 _SUBMODULES = ("bridge", "config", "data", "hookspecs", "metrics", "operators", "pipeline",
-               "plugins", "priors", "registry", "solvers", "testing")
+               "plugins", "priors", "registry", "results", "solvers", "testing")
 
 __all__ = [
     "ADMM", "HQS", "PGD", "DenoiserPrior", "DiffusionPrior", "FunctionDenoiser", "IterativeSolver",
     "PluginError", "Prior", "Result", "SolveContext", "Solver", "__version__", "create",
-    "get_manager", "hookimpl",
+    "get_manager", "hookimpl", "load_run",
 ]
 
 

@@ -63,22 +63,9 @@ def _plugins(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    import inspect
+    from .show import show
 
-    from .config import factory_defaults
-    from .plugins import get_manager
-
-    comp = get_manager().get(args.kind, args.name)
-    print(f"{comp.kind} {comp.name!r} from plugin {comp.plugin!r} (qualified name {comp.qualified!r})")
-    for k, v in comp.metadata.items():
-        print(f"  {k}: {v}")
-    print("settings (defaults):")
-    for k, v in factory_defaults(comp.factory).items():
-        print(f"  {k} = {v!r}")
-    doc = inspect.getdoc(comp.factory)
-    if doc:
-        print("\n" + doc)
-    return 0
+    return show(args.kind, args.name, as_json=args.json)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -117,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = cli.command("show", help="show a component's settings and documentation", run=_show)
     p.add_argument("kind", choices=list(KINDS))
     p.add_argument("name")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable: every setting (type, default, presets), metadata, docs")
     p = cli.command("run", help="run a TOML pipeline configuration", run=_run)
     p.add_argument("config", type=Path)
     p.add_argument("-o", "--output", help="output folder (default: the config's `output`)")

@@ -38,7 +38,9 @@ def test_pnpkit_show_prints_the_shared_settings(capsys: pytest.CaptureFixture[st
 
     assert main(["show", "prior", "latent-diffusion"]) == 0
     out = capsys.readouterr().out
-    assert "check_size = True" in out and ":param str cache_dir: the Hugging Face cache" in out
+    # every shared setting with its type and default, its :param: text rendered beneath it
+    assert "  check_size: bool = True\n" in out and "  cache_dir: str | None = None\n" in out
+    assert "the Hugging Face cache to search for a hub id." in out and ":param" not in out
 
 
 def test_load_pretrained_gives_the_parts(grey_ckpt: Path) -> None:
