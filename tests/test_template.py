@@ -109,14 +109,48 @@ def test_loading_the_entry_point_leaves_the_component_module_unimported(tmp_path
         importlib.import_module("pnpkit_lazy_one").Other  # noqa: B018
 
 
-def test_the_generated_prior_counts_one_evaluation_per_denoise(tmp_path, generated):
+def test_the_generated_prior_counts_each_network_evaluation_once(tmp_path, generated):
+    from pnpkit.testing import GaussianDiffusionPrior
+
     generated(render_plugin("nfe-check", "prior", tmp_path))
-    prior = importlib.import_module("pnpkit_nfe_check.prior").NfeCheckPrior(lam=2.0)
-    x = torch.ones(1, 1, 4)
-    out = prior.denoise(x, 0.5)
+    prior = importlib.import_module("pnpkit_nfe_check.prior").NfeCheckPrior(scale=0.5)
+    x = torch.linspace(-1, 1, 8).view(1, 1, 8)
+    eps = prior.eps(x, 10)
     prior.denoise(x, 0.1)
-    assert prior.nfe == 2
-    torch.testing.assert_close(out, x / 1.5)
+    prior.ddim(x, 500, steps=4)
+    assert prior.nfe == 1 + 1 + 4
+    # the closed-form noise prediction of Gaussian data, as pnpkit.testing's
+    torch.testing.assert_close(eps, GaussianDiffusionPrior(scale=0.5).eps(x, 10))
+
+
+def test_the_prior_contract_catches_a_prior_that_counts_twice(tmp_path, generated):
+    # the template's prior, edited as an author might: counting again in `network`
+    root = render_plugin("twice", "prior", tmp_path)
+    module = root / "pnpkit_twice" / "prior.py"
+    source = module.read_text()
+    marker = "        a = self.abar(t, x_t)\n"
+    assert source.count(marker) == 1
+    module.write_text(source.replace(marker, "        self.nfe += 1\n" + marker))
+    generated(root)
+    from pnpkit.testing import PriorContract
+
+    prior = importlib.import_module("pnpkit_twice.prior").TwicePrior()
+    signal = torch.rand(2, 1, 8, 8) * 2 - 1
+    contract = PriorContract()
+    with pytest.raises(AssertionError, match="eps counted 2 network evaluations, expected 1: "
+                                             "DiffusionPrior.eps already counts each one"):
+        contract.test_diffusion_counts_each_evaluation_once(prior, signal)
+    with pytest.raises(AssertionError, match="one denoise call counted 2 network evaluations, "
+                                             "expected 1"):
+        contract.test_denoise_keeps_shape_and_counts_nfe(prior, signal)
+    # the template as shipped passes both
+    honest = importlib.import_module("pnpkit_twice.prior").TwicePrior
+    module.write_text(source)
+    importlib.reload(importlib.import_module("pnpkit_twice.prior"))
+    fixed = importlib.import_module("pnpkit_twice.prior").TwicePrior()
+    assert type(fixed) is not honest
+    contract.test_diffusion_counts_each_evaluation_once(fixed, signal)
+    contract.test_denoise_keeps_shape_and_counts_nfe(fixed, signal)
 
 
 def test_the_template_ships_as_package_data_of_an_installed_pnpkit(tmp_path):

@@ -73,7 +73,17 @@ class OperatorContract:
 
 
 class PriorContract:
-    """What every prior must do. Fixtures: ``prior``, ``signal`` (shaped as the prior's data)."""
+    """What every prior must do. Fixtures: ``prior``, ``signal`` (shaped as the prior's data).
+
+    NFE counting is exact: one ``denoise`` call counts :attr:`denoise_nfe` evaluations (1 by
+    default; a denoiser that runs its network several times per call sets it), and a
+    :class:`~pnpkit.priors.DiffusionPrior` counts one per ``eps`` call (so one per ``x0`` and
+    ``denoise``, ``n`` per ``ddim`` of ``n`` steps). ``DiffusionPrior.eps`` already counts:
+    a subclass that counts again in ``network`` counts every evaluation twice, and fails here.
+    """
+
+    #: Network evaluations one ``denoise`` call makes.
+    denoise_nfe = 1
 
     def test_denoise_keeps_shape_and_counts_nfe(self, prior: Any, signal: Tensor) -> None:
         before = prior.nfe
@@ -81,7 +91,29 @@ class PriorContract:
             out = prior.denoise(signal + 0.1 * torch.randn_like(signal), 0.1)
         assert out.shape == signal.shape and out.dtype == signal.dtype
         assert torch.isfinite(out).all()
-        assert prior.nfe > before, "a prior must count its network evaluations in .nfe"
+        counted = prior.nfe - before
+        assert counted > 0, "a prior must count its network evaluations in .nfe"
+        assert counted == self.denoise_nfe, (
+            f"one denoise call counted {counted} network evaluations, expected "
+            f"{self.denoise_nfe}: count each evaluation once (a DiffusionPrior counts in eps, "
+            f"never in network); set denoise_nfe on the test class if denoise really makes "
+            f"{counted}")
+
+    def test_diffusion_counts_each_evaluation_once(self, prior: Any, signal: Tensor) -> None:
+        if not isinstance(prior, DiffusionPrior):
+            pytest.skip("not a diffusion prior")
+        t = prior.num_timesteps // 2
+        x_t = prior.noise(signal, t, generator=torch.Generator().manual_seed(0))
+        calls = {"eps": lambda: prior.eps(x_t, t), "x0": lambda: prior.x0(x_t, t),
+                 "denoise": lambda: prior.denoise(signal, 0.1), "ddim": lambda: prior.ddim(x_t, t, steps=3)}
+        for name, call in calls.items():
+            before = prior.nfe
+            with torch.no_grad():
+                call()
+            expected = min(3, t) if name == "ddim" else 1
+            assert prior.nfe - before == expected, (
+                f"{name} counted {prior.nfe - before} network evaluations, expected {expected}: "
+                f"DiffusionPrior.eps already counts each one; do not count again in network")
 
     def test_diffusion_interface(self, prior: Any, signal: Tensor) -> None:
         if not isinstance(prior, DiffusionPrior):
@@ -116,9 +148,21 @@ class SolverContract:
     """What every solver must do. Fixture: ``solver`` (an instance); override ``problem``
     (``(operator, prior, x_true, y)``) to test on a problem of your own.
 
+    The default ``problem`` is :func:`~pnpkit.testing.toy_problem` ``(n=64, m=40,
+    sigma=0.0)`` in float32: a noiseless (40, 64) Gaussian matrix of spectral norm 1
+    (:class:`~pnpkit.operators.MatrixOperator`, linear, no ``prox_l2``) on signals shaped
+    (1, 1, 64), with the exact diffusion prior of Gaussian data
+    :class:`~pnpkit.testing.GaussianDiffusionPrior` ``(scale=0.6)`` (a
+    :class:`~pnpkit.priors.DiffusionPrior`, and so a denoiser too). A solver that needs
+    another operator (one with ``prox_l2``, a decomposable one) or an image-shaped signal
+    overrides ``problem``.
+
     Besides running, determinism and the config round trip, it checks that one instance
     solves two problems at once (:func:`solve_in_lockstep`): keep per-solve state in the
-    ``state`` ``setup`` returns, never on ``self``."""
+    ``state`` ``setup`` returns, never on ``self``; and that ``solve`` gives the same result
+    inside ``torch.no_grad()``: ``solve`` does not run under ``no_grad`` for you, and a solver
+    that needs autograd (an optimiser step, a gradient through the prior) turns it on itself
+    with ``torch.enable_grad()``."""
 
     @pytest.fixture
     def problem(self) -> tuple[Any, Any, Tensor, Tensor]:
@@ -161,6 +205,15 @@ class SolverContract:
         for one, both in zip(alone, solve_in_lockstep(solver, fresh()), strict=True):
             assert torch.equal(one.x, both.x), "a concurrent solve changed the result"
             assert one.nfe == both.nfe and one.history == both.history
+
+    def test_same_result_under_no_grad(self, solver: Solver, problem: Any) -> None:
+        free = self._solve(solver, problem, 5)
+        with torch.no_grad():
+            under = self._solve(solver, problem, 5)
+        torch.testing.assert_close(under.x, free.x, rtol=0, atol=0, msg="solve gave another "
+                                   "result inside torch.no_grad(); wrap the steps that need "
+                                   "autograd in torch.enable_grad()")
+        assert not free.x.requires_grad, "Result.x must be detached"
 
     def test_unknown_setting_is_rejected(self, solver: Solver) -> None:
         bad = dict(solver.to_dict(), not_a_setting=1)
