@@ -8,7 +8,7 @@ Signals are tensors shaped (batch, channels, *spatial) in pnpkit's range [-1, 1]
 - :class:`DiffusionPrior`: a noise-prediction network with its variance-preserving schedule
   ``alphas_cumprod``; it gives ``eps(x_t, t)``, the Tweedie estimate ``x0(x_t, t)``, forward
   noising ``noise(x, t)``, deterministic DDIM from any ``t`` to 0, and (being a denoiser too)
-  ``denoise(x, sigma)`` at the timestep whose noise level matches ``sigma``.
+  ``denoise(x, sigma)`` at the (fractional) timestep whose noise level is ``sigma``.
 
 Every prior counts its network evaluations in :attr:`Prior.nfe`, and says in
 :attr:`Prior.fixed_shape` whether its network runs at one size only.
@@ -16,6 +16,7 @@ Every prior counts its network evaluations in :attr:`Prior.nfe`, and says in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -132,11 +133,59 @@ class DiffusionPrior(Prior):
     def num_timesteps(self) -> int:
         return int(self.alphas_cumprod.shape[0])
 
-    def abar(self, t: int | Tensor, like: Tensor) -> Tensor:
-        """``abar_t`` broadcastable against ``like`` (t an int or a (B,) tensor)."""
-        t = self._timesteps(t, like)
-        a = self.alphas_cumprod.to(like.device)[t].to(like.dtype)
+    def abar(self, t: int | float | Tensor, like: Tensor) -> Tensor:
+        """``abar_t`` broadcastable against ``like`` (t a number or a (B,) tensor).
+
+        A fractional timestep (a float that is not a whole number) lies between two steps of
+        the schedule: its VE level ``sqrt((1 - abar) / abar)`` is interpolated linearly in
+        ``log`` between theirs, the interpolation :meth:`t_of_sigma` inverts.
+        """
+        tt = torch.as_tensor(t, dtype=torch.float64) if isinstance(t, float) else torch.as_tensor(t)
+        if tt.is_floating_point() and bool((tt != tt.round()).any()):
+            return self._fractional_abar(tt, like)
+        index = self._timesteps(tt, like)
+        a = self.alphas_cumprod.to(like.device)[index].to(like.dtype)
         return a.view(-1, *([1] * (like.dim() - 1)))
+
+    def _log_levels(self) -> Tensor:
+        """``log sqrt((1 - abar_t) / abar_t)`` for every integer t (float64, increasing)."""
+        a = self.alphas_cumprod
+        return 0.5 * torch.log((1 - a) / a)
+
+    def _fractional_abar(self, t: Tensor, like: Tensor) -> Tensor:
+        t = t.detach().to("cpu", torch.float64).reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(like.shape[0])
+        last = self.num_timesteps - 1
+        if float(t.min()) < 0 or float(t.max()) > last:
+            raise ValueError(f"timestep out of range [0, {last}]: {t.tolist()}")
+        logs = self._log_levels()
+        i = t.floor().long().clamp(max=max(last - 1, 0))
+        f = t - i
+        log_sigma = logs[i] * (1 - f) + logs[(i + 1).clamp(max=last)] * f
+        a = 1.0 / (1.0 + torch.exp(2 * log_sigma))
+        return a.to(device=like.device, dtype=like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def t_of_sigma(self, sigma: float) -> float:
+        """The fractional timestep whose VE-equivalent level is ``sigma``, in [0, T - 1].
+
+        Log-linear between the two neighbouring steps (so ``abar(t_of_sigma(s))`` is
+        ``1 / (1 + s^2)``); levels below the schedule's smallest give 0, above its largest T - 1.
+
+        >>> from pnpkit.testing import GaussianDiffusionPrior
+        >>> p = GaussianDiffusionPrior()
+        >>> round(p.t_of_sigma(float(p.sigma(300))), 6), round(p.t_of_sigma(0.5 * float(p.sigma(0))), 6)
+        (300.0, 0.0)
+        """
+        logs = self._log_levels()
+        s = math.log(sigma) if sigma > 0 else -math.inf
+        if s <= float(logs[0]):
+            return 0.0
+        if s >= float(logs[-1]):
+            return float(self.num_timesteps - 1)
+        i = int(torch.searchsorted(logs, torch.tensor(s, dtype=torch.float64))) - 1
+        lo, hi = float(logs[i]), float(logs[i + 1])
+        return float(i) if s == lo else i + (s - lo) / (hi - lo)
 
     def sigma(self, t: int | Tensor) -> Tensor:
         """Noise-to-signal ratio ``sqrt((1 - abar_t) / abar_t)`` (the VE-equivalent noise level)."""
@@ -164,7 +213,12 @@ class DiffusionPrior(Prior):
         out = self.network(x_t, tt)
         if self.prediction_type == "epsilon":
             return out
-        a = self.abar(tt, x_t)
+        return self._eps_from_output(out, x_t, self.abar(tt, x_t))
+
+    def _eps_from_output(self, out: Tensor, x_t: Tensor, a: Tensor) -> Tensor:
+        """The noise estimate from the network's output ``out`` at ``x_t`` of level ``abar = a``."""
+        if self.prediction_type == "epsilon":
+            return out
         if self.prediction_type == "v_prediction":
             return a.sqrt() * out + (1 - a).sqrt() * x_t
         return (x_t - a.sqrt() * out) / (1 - a).sqrt()
@@ -188,16 +242,34 @@ class DiffusionPrior(Prior):
 
     @torch.no_grad()
     def ddim(self, x_t: Tensor, t: int, steps: int = 20, eta: float = 0.0, clip: bool = True,
-             generator: torch.Generator | None = None) -> Tensor:
+             generator: torch.Generator | None = None,
+             timesteps: list[int] | None = None) -> Tensor:
         """Run DDIM from timestep ``t`` back to a clean sample in ``min(steps, t)`` network calls.
 
         .. math:: x_s = \\sqrt{\\bar\\alpha_s}\\,\\hat x_0 + \\sqrt{1-\\bar\\alpha_s-\\sigma^2}\\,
                   \\hat\\epsilon + \\sigma z
 
         ``eta = 0`` is deterministic. The last step lands on ``abar = 1`` (the clean estimate).
+        With ``clip``, ``x0`` is clipped to ``[-clip, clip]`` and ``eps`` recomputed from the
+        clipped ``x0``, ``(x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)``, as diffusers'
+        ``DDIMScheduler.step(..., use_clipped_model_output=True)`` and the DDIM of the
+        guided-diffusion code do; without ``clip`` the network's ``eps`` is used as it is.
+
+        :param int t: the timestep of ``x_t``.
+        :param int steps: the number of network calls (at most ``t``); the grid is ``t`` then
+            evenly down, rounded, the last call above 0 (``t, ..., t/steps`` for ``t >= steps``).
+        :param list timesteps: an explicit descending grid of timesteps instead (its first is
+            ``x_t``'s; ``steps`` is then ignored), e.g. one that ends with a call at 0.
         """
-        n = max(1, min(int(steps), int(t)))
-        ts = torch.linspace(float(t), 0.0, n + 1)[:-1].round().long().tolist()
+        if timesteps is not None:
+            ts = [int(s) for s in timesteps]
+            if not ts or any(b >= a for a, b in zip(ts, ts[1:], strict=False)) or ts[-1] < 0:
+                raise ValueError(f"ddim: timesteps must be a non-empty, strictly decreasing list "
+                                 f"of timesteps >= 0, got {ts}")
+        else:
+            n = max(1, min(int(steps), int(t)))
+            ts = torch.linspace(float(t), 0.0, n + 1)[:-1].round().long().tolist()
+        clipped = clip and self.clip is not None
         x = x_t
         for i, ti in enumerate(ts):
             eps = self.eps(x, ti)
@@ -205,6 +277,8 @@ class DiffusionPrior(Prior):
             if i + 1 == len(ts):
                 return x0
             a_t, a_s = self.abar(ti, x), self.abar(ts[i + 1], x)
+            if clipped:  # the noise direction that goes with the clipped x0
+                eps = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()
             sig = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
             x = a_s.sqrt() * x0 + (1 - a_s - sig**2).clamp_min(0).sqrt() * eps
             if eta > 0:
@@ -213,10 +287,38 @@ class DiffusionPrior(Prior):
 
     @torch.no_grad()
     def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        """Denoise ``x = x0 + sigma n`` by Tweedie at the timestep of matching noise level."""
-        t = self.sigma_to_t(float(sigma))
-        a = self.abar(t, x)
-        return self.x0(a.sqrt() * x, t)
+        """Denoise ``x = x0 + sigma n`` by Tweedie at the (fractional) timestep of level ``sigma``.
+
+        Within the schedule's levels, ``sigma(0) <= sigma <= sigma(T - 1)``, the network runs at
+        the fractional timestep :meth:`t_of_sigma` (diffusers' UNets and the ADM network take
+        float timesteps; :meth:`network` receives a float (B,) tensor there) on
+        ``sqrt(abar) x`` with ``abar = 1 / (1 + sigma^2)``, and ``D = x - sigma eps``. So the
+        levels between two steps are not snapped to the nearest one.
+
+        Below the floor ``sigma(0)`` (about 0.01 on the linear schedule) the score is held at
+        its value at the floor: ``D(x, sigma) = x - sigma^2 / sigma(0) * eps(sqrt(abar_0) x, 0)``,
+        which is Tweedie's ``x + sigma^2 grad log p`` with the floor's score; it equals the
+        network's estimate at ``sigma(0)`` and goes to ``x`` as ``sigma -> 0`` (``D(x, 0) = x``).
+        Above the top level the network runs at ``T - 1``. One network evaluation, counted.
+        """
+        s = float(sigma)
+        last = self.num_timesteps - 1
+        floor = float(self.sigma(0))
+        if s < floor:
+            a0 = self.abar(0, x)
+            return x - (s * s / floor) * self.eps(a0.sqrt() * x, 0)
+        t = self.t_of_sigma(s)
+        if t == round(t):
+            tt = torch.full((x.shape[0],), int(round(t)), dtype=torch.long, device=x.device)
+        else:
+            kind = torch.float64 if x.dtype == torch.float64 else torch.float32
+            tt = torch.full((x.shape[0],), t, dtype=kind, device=x.device)
+        a = 1.0 / (1.0 + s * s) if t < last else float(self.alphas_cumprod[last])
+        a_t = torch.full((x.shape[0],) + (1,) * (x.dim() - 1), a, dtype=x.dtype, device=x.device)
+        x_t = a_t.sqrt() * x
+        self.nfe += 1
+        eps = self._eps_from_output(self.network(x_t, tt), x_t, a_t)
+        return (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> list[float]:
