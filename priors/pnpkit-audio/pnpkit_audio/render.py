@@ -77,22 +77,44 @@ class Piece:
     notes: dict[str, int] = field(default_factory=dict)
 
 
+#: The one line for a missing Python dependency of the builder (the package's ``dataset`` extra).
+EXTRA = ("the audio dataset builder needs the `dataset` extra of pnpkit-audio (music21, "
+         "pyfluidsynth): pip install pnpkit-audio[dataset]")
+
+
+def require_extra(module: str) -> None:
+    """Raise :class:`RendererMissing` naming ``pip install pnpkit-audio[dataset]`` unless the
+    Python module ``module`` (``music21`` or ``fluidsynth``) can be imported."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise RendererMissing(f"{module} is not installed; {EXTRA}")
+
+
+def _corpus() -> Any:
+    """music21's corpus module (music21 is the ``dataset`` extra, imported only here)."""
+    require_extra("music21")
+    from music21 import corpus
+
+    return corpus
+
+
 def check_renderer(soundfont: Path = SOUNDFONT) -> None:
     """Raise :class:`RendererMissing` with the fix when FluidSynth or the soundfont is absent."""
     fix = ("install them with `apt-get install --no-install-recommends fluidsynth "
            "fluid-soundfont-gm` (`make install` does it where apt works)")
+    require_extra("fluidsynth")
     if not Path(soundfont).is_file():
         raise RendererMissing(f"the General MIDI soundfont {soundfont} is missing: {fix}")
     try:
         import fluidsynth  # noqa: F401  (pyfluidsynth; loads libfluidsynth)
     except (ImportError, OSError) as exc:
-        raise RendererMissing(f"FluidSynth cannot be loaded ({exc}): {fix}, and "
-                              "`pip install pyfluidsynth`") from exc
+        raise RendererMissing(f"FluidSynth cannot be loaded ({exc}): {fix}") from exc
 
 
 def chorale_sources() -> list[str]:
     """music21 corpus paths of the Bach chorales (sorted, as ``bach/bwvNNN.N``)."""
-    from music21 import corpus
+    corpus = _corpus()
 
     out = []
     for path in corpus.getComposer("bach"):
@@ -271,9 +293,8 @@ def render_piece(source: str, renderer: StemRenderer, rng: np.random.Generator, 
     """Render one chorale to (4, L) stems at ``sample_rate``; None when it is not four-part."""
     import torch
     import torchaudio.functional as AF
-    from music21 import corpus
 
-    score = corpus.parse(source)
+    score = _corpus().parse(source)
     parts = _voice_parts(score)
     if parts is None:
         return None
@@ -396,6 +417,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    try:
+        _corpus()
+        check_renderer()
+    except RendererMissing as exc:  # one line, what to install
+        print(f"pnpkit: error: {exc}", file=sys.stderr)
+        return 2
     manifest = build_dataset(args.out, sample_rate=args.sample_rate, seed=args.seed,
                              test_fraction=args.test_fraction,
                              validation_fraction=args.validation_fraction, limit=args.limit,
