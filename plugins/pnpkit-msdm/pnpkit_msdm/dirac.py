@@ -57,8 +57,9 @@ class MSDMDirac(IterativeSolver):
     The MSDM code constrains after drawing the churn noise and before the derivative, and
     leaves ``x_c`` untouched by the Euler step; constraining once more after the step only
     changes the returned estimate (the next step overwrites ``x_c`` anyway) and makes it
-    sum to ``y``. The MSDM Slakh evaluation constrains source 0 (bass); here the default is
-    the last source.
+    sum to ``y``. The constrained source is source 0 by default (bass in the MSDM stem
+    order: bass, drums, guitar, piano), as MSDM's ``differential_with_dirac`` and its Slakh
+    evaluation do; ``source_id = None`` constrains the last source (piano) instead.
 
     Needs a mixture operator (``A(x)`` is the sum of the channels, e.g. the ``mixture``
     operator); anything else is a :class:`ValueError`. The measurement is taken as exact
@@ -75,7 +76,8 @@ class MSDMDirac(IterativeSolver):
     :param float s_noise: scale of the churn noise.
     :param int num_resamples: repeats per level (MSDM's correction steps), re-noising in
         between.
-    :param int | None source_id: the constrained source c (None: the last one, K - 1).
+    :param int | None source_id: the constrained source c (default 0, MSDM's; None: the last
+        one, K - 1).
     :param bool clamp: clamp the denoiser output to [-1, 1].
 
     >>> import torch, pnpkit
@@ -100,7 +102,7 @@ class MSDMDirac(IterativeSolver):
     s_tmax: float = math.inf
     s_noise: float = 1.0
     num_resamples: int = 2
-    source_id: int | None = None
+    source_id: int | None = 0
     clamp: bool = True
 
     def __post_init__(self) -> None:
