@@ -2,6 +2,12 @@
 
 Nothing heavy is imported here: ``pnpkit --help``, ``--version`` and ``plugins`` run without
 torch; each command imports what it needs when it runs.
+
+Exit codes: 0 done; 1 some item diverged (its iterate became non-finite; named on stderr) or
+an unexpected error; 2 bad input (a configuration, a file, a device, a busy or refused output
+folder: one line on stderr naming the key or file and the fix); 130 interrupted (Ctrl-C: the
+finished items stay, the same command resumes). ``PNPKIT_DEBUG=1`` shows the traceback of an
+error instead of the one line.
 """
 
 from __future__ import annotations
@@ -68,15 +74,40 @@ def _show(args: argparse.Namespace) -> int:
     return show(args.kind, args.name, as_json=args.json)
 
 
+def rank() -> int:
+    """This process's rank under ``torchrun`` (0 otherwise): only rank 0 reports."""
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def diverged_line(what: str, diverged: dict[str, Any]) -> str:
+    """The one line naming the diverged items (or rows) and what to do about them."""
+    named = ", ".join(f"{k} at iteration {v}" for k, v in list(diverged.items())[:8])
+    more = f" and {len(diverged) - 8} more" if len(diverged) > 8 else ""
+    return (f"pnpkit: {len(diverged)} {what} diverged (the iterate became non-finite): {named}{more}; "
+            "their last finite iterates are saved, not averaged; lower the step size or learning "
+            "rate, or raise the iterations")
+
+
 def _run(args: argparse.Namespace) -> int:
     from . import config, pipeline
 
-    cfg = config.load(args.config, args.set)
+    overrides = list(args.set) + ([f"device={json.dumps(args.device)}"] if args.device else [])
+    cfg = config.load(args.config, overrides)
+    first = rank() == 0
     summary = pipeline.run(cfg, output=args.output, overwrite=args.overwrite,
-                           progress=not args.quiet)
+                           progress=not args.quiet and first)
+    if not first:
+        return 1 if summary.get("diverged") else 0
     out = Path(args.output) if args.output else (cfg.base_dir / cfg.raw["output"]).resolve()
     means = ", ".join(f"{k} {v:.4g}" for k, v in summary["mean"].items() if v is not None)
-    print(f"{summary['items']} item(s) -> {out}: {means}")
+    diverged = summary.get("diverged") or {}
+    apart = f" ({len(diverged)} diverged, not averaged)" if diverged else ""
+    print(f"{summary['items']} item(s){apart} -> {out}: {means}")
+    if diverged:
+        print(diverged_line("item(s)", diverged), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -114,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run of a different configuration in the output folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", help="run on this device (cpu, cuda, cuda:1, mps), overriding the "
+                                    "configuration's `device`")
     p = cli.command("new-plugin", help="create a plugin package that passes its own tests",
                     run=_new_plugin)
     p.add_argument("name", help="short name, e.g. 'mysolver' (package pnpkit-mysolver)")
@@ -135,16 +168,37 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    import os
+
+    debug = bool(os.environ.get("PNPKIT_DEBUG"))
     try:
         return int(args._run(args) or 0)
-    except (ValueError, TypeError, LookupError, FileNotFoundError) as exc:
-        # Bad input: one clear line, no traceback (PNPKIT_DEBUG=1 shows it).
-        import os
-
-        if os.environ.get("PNPKIT_DEBUG"):
+    except KeyboardInterrupt:
+        if debug:
             raise
-        print(f"pnpkit: error: {exc}", file=sys.stderr)
+        print("pnpkit: interrupted; the finished items are kept, and the same command resumes "
+              "the rest", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, LookupError, OSError) as exc:
+        # Bad input: one clear line, no traceback (PNPKIT_DEBUG=1 shows it).
+        if debug:
+            raise
+        print(f"pnpkit: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a fault of pnpkit or a plugin: one line too, and how to see more
+        if debug:
+            raise
+        print(f"pnpkit: error: {type(exc).__name__}: {one_line(exc)} (PNPKIT_DEBUG=1 shows the "
+              "traceback)", file=sys.stderr)
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (a multi-line message is joined)."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    return text or type(exc).__name__
 
 
 if __name__ == "__main__":

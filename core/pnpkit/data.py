@@ -38,6 +38,8 @@ class Item:
     sample_rate: int | None = None
     #: One name per channel (e.g. the stems of a separation item), for per-stem metrics.
     channel_names: list[str] | None = None
+    #: One line per conversion made while loading (down-mix, resampling), said on stderr.
+    notes: list[str] = field(default_factory=list)
 
 
 def image_to_tensor(array: np.ndarray, size: int | None = None, channels: int | None = None) -> Tensor:
@@ -52,6 +54,8 @@ def image_to_tensor(array: np.ndarray, size: int | None = None, channels: int | 
     img = skimage.util.img_as_float32(array)
     if img.ndim == 3 and img.shape[-1] == 4:
         img = img[..., :3]
+    if img.ndim == 3 and img.shape[-1] == 2:  # grey + alpha
+        img = img[..., :1]
     if channels == 1 and img.ndim == 3:
         img = skimage.color.rgb2gray(img)
     if img.ndim == 2:
@@ -69,39 +73,65 @@ def image_to_tensor(array: np.ndarray, size: int | None = None, channels: int | 
 
 def load_file(path: Path, size: int | None = None, channels: int | None = None,
               sample_rate: int | None = None, seconds: float | None = None) -> Item:
-    """Load one image or audio file as an :class:`Item`."""
+    """Load one image or audio file as an :class:`Item`.
+
+    Images: ``channels`` 1 (grey) or 3 (colour), else the file's. Audio: ``channels = 1``
+    down-mixes to mono (a note says so), else the file's channels are kept; the file is
+    resampled to ``sample_rate`` with torchaudio when it differs (a note says so).
+
+    :raises ValueError: one line naming the file: unreadable, empty, non-finite values, or a
+        ``channels`` that cannot apply.
+    """
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return Item(path.stem, image_to_tensor(np.asarray(im), size, channels), "image")
+        return Item(path.stem, read_image(path, channels, size, measured=False), "image")
     if suffix in AUDIO_SUFFIXES:
-        return Item(path.stem, *load_audio(path, sample_rate, seconds))
+        notes: list[str] = []
+        wav, kind, rate = load_audio(path, sample_rate, seconds, channels, notes)
+        return Item(path.stem, wav, kind, rate, notes=notes)
     raise ValueError(f"{path}: unsupported file type {suffix!r}; use one of "
                      f"{', '.join(sorted(IMAGE_SUFFIXES | AUDIO_SUFFIXES))}")
 
 
-def load_audio(path: Path, sample_rate: int | None = None,
-               seconds: float | None = None) -> tuple[Tensor, str, int]:
-    """(C, L) float32 audio, resampled with torchaudio when ``sample_rate`` differs."""
-    import soundfile
+def load_audio(path: Path, sample_rate: int | None = None, seconds: float | None = None,
+               channels: int | None = None, notes: list[str] | None = None
+               ) -> tuple[Tensor, str, int]:
+    """(C, L) float32 audio, resampled with torchaudio when ``sample_rate`` differs.
 
-    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    wav = torch.from_numpy(data.T.copy())
+    :param int channels: 1 down-mixes to mono; None or the file's count keeps it.
+    :param list notes: where to append one line per conversion (down-mix, resampling).
+    :raises ValueError: one line naming the file (unreadable, empty, non-finite, channels).
+    """
+    wav, rate = read_audio(path)
+    said = notes if notes is not None else []
+    if channels is not None and channels not in (1, wav.shape[0]):
+        raise ValueError(f"{path}: has {wav.shape[0]} channel(s), [data] channels = {channels} "
+                         f"cannot apply; use channels = 1 (down-mix) or {wav.shape[0]}, or drop it")
+    if channels == 1 and wav.shape[0] > 1:
+        said.append(f"{path.name}: {wav.shape[0]} channels down-mixed to mono")
+        wav = wav.mean(0, keepdim=True)
     if sample_rate is not None and sample_rate != rate:
-        import torchaudio.functional as AF
-
-        wav = AF.resample(wav, rate, sample_rate)
-        rate = sample_rate
+        said.append(f"{path.name}: {rate} Hz resampled to {sample_rate} Hz")
+        wav = resample(wav, rate, int(sample_rate))
+        rate = int(sample_rate)
     if seconds is not None:
         wav = wav[:, : int(round(seconds * rate))]
     return wav, "audio", int(rate)
 
 
-def load_items(data: dict[str, Any], base_dir: Path) -> list[Item]:
-    """The items a ``[data]`` table names, in a stable order."""
+def load_items(data: dict[str, Any], base_dir: Path, signal_rate: int | None = None) -> list[Item]:
+    """The items a ``[data]`` table names, in a stable order.
+
+    :param dict data: the ``[data]`` table.
+    :param pathlib.Path base_dir: the folder relative paths are relative to.
+    :param int signal_rate: audio: the rate the prior works at. Audio files are loaded at
+        ``[data] sample_rate``, else at this rate, and a dataset's audio items at another rate
+        are resampled to it; each resampling is one line in :attr:`Item.notes`.
+    :raises ValueError: one line naming the file or item: unreadable, non-finite values, a
+        dataset whose factory fails.
+    """
     limit = data.get("limit")
+    rate = data.get("sample_rate") or signal_rate
     if "sample" in data:
         names = data["sample"] if isinstance(data["sample"], list) else [data["sample"]]
         items = [sample_item(n, data.get("size"), data.get("channels")) for n in names]
@@ -115,18 +145,52 @@ def load_items(data: dict[str, Any], base_dir: Path) -> list[Item]:
                 raise FileNotFoundError(f"[data] files: nothing matches {pattern!r} "
                                         f"(looked in {base_dir})")
             paths.extend(Path(p) for p in found)
-        items = [load_file(p, data.get("size"), data.get("channels"), data.get("sample_rate"),
-                           data.get("seconds")) for p in paths]
+        items = [load_file(p, data.get("size"), data.get("channels"), rate, data.get("seconds"))
+                 for p in paths]
     else:
-        from .plugins import get_manager
-
-        settings = {k: v for k, v in data.items() if k not in ("dataset", "limit")}
-        items = list(get_manager().create("dataset", data["dataset"], **settings))
+        items = _dataset_items(data, signal_rate)
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
         raise ValueError(f"item ids must be unique; duplicates: "
                          f"{sorted({i for i in ids if ids.count(i) > 1})}")
     return items[:limit] if limit is not None else items
+
+
+def _dataset_items(data: dict[str, Any], signal_rate: int | None) -> list[Item]:
+    from .config import check_setting_types
+    from .plugins import get_manager
+
+    name = data["dataset"]
+    settings = {k: v for k, v in data.items() if k not in ("dataset", "limit")}
+    component = get_manager().get("dataset", name)
+    check_setting_types(component.factory, settings, f"[data] (dataset {name!r})")
+    try:
+        items = list(component.create(**settings))
+    except TypeError as exc:
+        if str(exc).startswith("unknown setting"):  # check_settings' own message: one line already
+            raise
+        raise ValueError(f"dataset {name!r} (plugin {component.plugin!r}) failed to load: "
+                         f"TypeError: {exc}; check its settings (`pnpkit show dataset {name}`)") from None
+    except (ValueError, LookupError, OSError):
+        raise  # a one-line message of the dataset's own
+    except Exception as exc:
+        raise ValueError(f"dataset {name!r} (plugin {component.plugin!r}) failed to load: "
+                         f"{type(exc).__name__}: {exc}; check its settings (`pnpkit show dataset "
+                         f"{name}`)") from None
+    for item in items:
+        if not isinstance(item, Item):
+            raise ValueError(f"dataset {name!r} (plugin {component.plugin!r}) gave a "
+                             f"{type(item).__name__}, not a pnpkit.data.Item; fix the plugin")
+        if not bool(torch.isfinite(item.signal).all()):
+            raise ValueError(f"dataset {name!r}: item {item.id!r} holds non-finite values (NaN or "
+                             "infinity); fix the dataset, or leave the item out")
+        if (signal_rate and item.kind == "audio" and item.sample_rate
+                and item.sample_rate != signal_rate):
+            item.notes.append(f"{item.id}: {item.sample_rate} Hz resampled to {signal_rate} Hz "
+                              "for the prior")
+            item.signal = resample(item.signal, item.sample_rate, signal_rate)
+            item.sample_rate = signal_rate
+    return items
 
 
 def sample_item(name: str, size: int | None = None, channels: int | None = None) -> Item:
@@ -246,8 +310,9 @@ def _finite(signal: Tensor, path: Path) -> Tensor:
     return signal
 
 
-def read_image(path: Path, channels: int | None = None) -> Tensor:
-    """An image file as (C, H, W) in [-1, 1] at its own size; a clear error when unreadable."""
+def decode_image(path: Path) -> np.ndarray:
+    """The pixels of an image file, checked: one line naming the file when it cannot be read,
+    is empty or holds non-finite values (a float TIFF)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -259,11 +324,30 @@ def read_image(path: Path, channels: int | None = None) -> Tensor:
                          f"PNG, JPEG or TIFF file") from None
     if array.size == 0:
         raise ValueError(f"{path}: the image is empty (0 pixels); give a picture")
+    if array.dtype.kind == "f":  # a float TIFF may hold NaN: refused before any resizing
+        _finite(torch.from_numpy(array.astype(np.float32)), path)
+    return array
+
+
+def read_image(path: Path, channels: int | None = None, size: int | None = None,
+               measured: bool = True) -> Tensor:
+    """An image file as (C, H, W) in [-1, 1] at its own size (or centre-cropped and resized to
+    ``size``); a clear error when unreadable, empty or non-finite.
+
+    :param bool measured: a measurement (a grey one cannot be given ``channels = 3``); a
+        reference picture of the simulated path is repeated to colour instead.
+    """
+    array = decode_image(path)
     grey = array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 1)
-    if channels == 3 and grey:
+    if measured and channels == 3 and grey:
         raise ValueError(f"{path}: a grey measurement cannot give colour (channels = 3); set "
                          f"channels = 1 or drop it")
-    return _finite(image_to_tensor(array, None, channels), path)
+    try:
+        return _finite(image_to_tensor(array, size, channels), path)
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def read_audio(path: Path) -> tuple[Tensor, int]:

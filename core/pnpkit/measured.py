@@ -178,25 +178,35 @@ def solve(solver: Solver, prior: Any, y: Tensor, how: Plan, seed: int, *,
     Window ``w`` is solved with a generator of its own, seeded by :func:`window_seed` from
     ``seed`` (the run's seed plus the item's index) and ``w``, so any window can be reproduced
     alone and no two windows of a run share a noise stream.
+
+    A solve that diverges (:attr:`pnpkit.solvers.Result.diverged_at`) is recorded as
+    ``diverged_at`` (and, window by window, ``diverged_window``, the first window that did);
+    the other windows are still solved, so the song keeps its length.
     """
     if not how.starts:
         g = torch.Generator(device=y.device).manual_seed(seed)
         result: Result = solver.solve(y, how.op, prior, generator=g, reference=reference,
                                       progress=progress)
         return result.x, {"nfe": result.nfe, "wall_time": result.wall_time,
-                          "iterations": result.iterations, "history": result.history}
+                          "iterations": result.iterations, "history": result.history,
+                          "diverged_at": getattr(result, "diverged_at", None)}
     from .tiling import crossfade
 
     chunks, history, nfe, wall, iterations = [], [], 0, 0.0, 0
+    diverged: dict[str, int] = {}
     for w, start in enumerate(how.starts):
         g = torch.Generator(device=y.device).manual_seed(window_seed(seed, w))
         r = solver.solve(y[..., start:start + how.window], how.window_op, prior, generator=g)
         chunks.append(r.x.detach())
         history += [{**h, "window": w} for h in r.history]
         nfe, wall, iterations = nfe + r.nfe, wall + r.wall_time, r.iterations
+        at = getattr(r, "diverged_at", None)
+        if at is not None and not diverged:
+            diverged = {"diverged_at": int(at), "diverged_window": w}
     x = crossfade(chunks, how.starts, how.signal_shape[-1], how.overlap)
     return x, {"nfe": nfe, "wall_time": wall, "iterations": iterations, "history": history,
-               "windows": len(how.starts), "window": how.window, "overlap": how.overlap}
+               "windows": len(how.starts), "window": how.window, "overlap": how.overlap,
+               "diverged_at": None, **diverged}
 
 
 def self_metrics(op: Any, x: Tensor, y: Tensor) -> dict[str, float]:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .. import operators as ops
-from .base import IterativeSolver, SolveContext, geometric
+from .base import IterativeSolver, SolveContext, check_splitting, geometric
 
 
 @dataclass(kw_only=True)
@@ -36,6 +36,10 @@ class ADMM(IterativeSolver):
     stepsize: float = 1.0
     sigma: float = 0.1
     sigma_end: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_splitting(self)
 
     def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:
         return {"x": x, "z": x, "u": torch.zeros_like(x)}

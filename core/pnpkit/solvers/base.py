@@ -4,7 +4,10 @@ A solver is a keyword-only dataclass whose fields are its settings. ``to_dict`` 
 ``from_dict`` (and the JSON forms) round-trip them exactly, so every result can be rebuilt
 from the configuration saved beside it. Iterative solvers subclass :class:`IterativeSolver`
 and implement ``setup`` and ``step``; the loop, the history, NFE counting, timing, the
-callback and the progress bar are shared.
+callback, the progress bar and divergence detection are shared: a ``y`` or ``x_init`` holding
+NaN or infinity is refused, and a solve whose iterate becomes non-finite (or leaves any
+plausible range, :attr:`IterativeSolver.divergence_bound`) stops at that iteration with the
+last finite iterate and says so (:attr:`Result.diverged_at`).
 
 A solver object is its configuration and nothing else: everything one solve needs (schedules,
 optimisers, momenta, the constrained measurement) lives in the ``state`` that ``setup``
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 import typing
 from collections.abc import Callable, Iterable
@@ -44,6 +48,9 @@ class Result:
     :ivar nfe: network function evaluations of the prior.
     :ivar wall_time: seconds spent in ``solve``.
     :ivar config: the solver's settings (``Solver.from_dict(config)`` rebuilds it).
+    :ivar diverged_at: the iteration at which the iterate became non-finite (or left the
+        solver's ``divergence_bound``); the solve stopped there, ``x`` is the last finite
+        iterate and ``history`` ends with it. None when the solve did not diverge.
     """
 
     x: Tensor
@@ -52,18 +59,53 @@ class Result:
     wall_time: float
     iterations: int
     config: dict[str, Any]
+    diverged_at: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        """Whether the solve stopped on a non-finite iterate (see :attr:`diverged_at`)."""
+        return self.diverged_at is not None
 
     def summary(self) -> dict[str, Any]:
         return {"nfe": self.nfe, "wall_time": self.wall_time, "iterations": self.iterations,
-                "solver": self.config}
+                "solver": self.config, "diverged_at": self.diverged_at}
 
     def __repr__(self) -> str:
         # One line: the tensor's shape, not its values (a notebook cell stays readable).
         last = self.history[-1] if self.history else {}
         fit = f", residual={last['residual']:.3g}" if "residual" in last else ""
+        bad = "" if self.diverged_at is None else f", diverged_at={self.diverged_at}"
         return (f"Result(solver={self.config.get('name', '?')!r}, x={tuple(self.x.shape)} "
                 f"{str(self.x.dtype).replace('torch.', '')}, iterations={self.iterations}, "
-                f"nfe={self.nfe}, wall_time={self.wall_time:.3g}s{fit})")
+                f"nfe={self.nfe}, wall_time={self.wall_time:.3g}s{fit}{bad})")
+
+
+def is_finite(t: Tensor, bound: float = math.inf) -> bool:
+    """Whether every value of ``t`` is finite and at most ``bound`` in magnitude.
+
+    >>> is_finite(torch.tensor([0.0, 1.0])), is_finite(torch.tensor([float("nan")]))
+    (True, False)
+    >>> is_finite(torch.tensor([2e6]), bound=1e6)
+    False
+    """
+    t = t.detach()
+    if not bool(torch.isfinite(t).all()):
+        return False
+    return math.isinf(bound) or t.numel() == 0 or float(t.abs().max()) <= bound
+
+
+def check_finite(t: Tensor, what: str) -> None:
+    """Raise a one-line :class:`ValueError` when ``t`` holds NaN or infinity.
+
+    >>> check_finite(torch.tensor([1.0, float("inf")]), "y")
+    Traceback (most recent call last):
+    ...
+    ValueError: y holds non-finite values (1 NaN or infinity of 2); replace them (e.g. with 0) before solving
+    """
+    bad = int((~torch.isfinite(t.detach())).sum())
+    if bad:
+        raise ValueError(f"{what} holds non-finite values ({bad} NaN or infinity of {t.numel()}); "
+                         "replace them (e.g. with 0) before solving")
 
 
 class SolveContext:
@@ -186,6 +228,32 @@ def check_choice(solver: str, key: str, value: Any, choices: Iterable[str]) -> N
                          f"got {value!r}.{hint}")
 
 
+def check_positive(solver: str, key: str, value: float | None, meaning: str) -> None:
+    """Raise a one-line :class:`ValueError` unless ``value`` is None or a number > 0.
+
+    :param str solver: the solver's name, which starts the message.
+    :param str key: the setting checked.
+    :param value: its value (None passes: an unset optional setting).
+    :param str meaning: what the setting is, with a working example, for the message.
+
+    >>> check_positive("hqs", "sigma", -0.1, "the denoiser's noise level, e.g. sigma = 0.1")
+    Traceback (most recent call last):
+    ...
+    ValueError: hqs: sigma must be > 0 (the denoiser's noise level, e.g. sigma = 0.1), got -0.1
+    """
+    if value is not None and not value > 0:  # NaN fails too
+        raise ValueError(f"{solver}: {key} must be > 0 ({meaning}), got {value!r}")
+
+
+def check_splitting(solver: Any) -> None:
+    """The checks shared by the splitting solvers' ``stepsize``, ``sigma`` and ``sigma_end``."""
+    check_positive(solver.name, "stepsize", solver.stepsize,
+                   "the data step's weight gamma, e.g. stepsize = 1.0")
+    for key in ("sigma", "sigma_end"):
+        check_positive(solver.name, key, getattr(solver, key),
+                       f"the denoiser's noise level in the signal range [-1, 1], e.g. {key} = 0.05")
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check a config value against a field's type hint (ints are accepted as floats)."""
     if hint is None or hint is Any:
@@ -218,16 +286,29 @@ class IterativeSolver(Solver):
     :param str init: starting point when no ``x_init`` is given: ``"pinv"`` (A^+ y),
         ``"adjoint"`` (A^T y) or ``"zeros"``.
     :param float tol: stop when ||x_k - x_{k-1}|| / ||x_{k-1}|| falls below it (0: never).
+
+    Divergence: after every step the iterate ``state["x"]`` is checked; one holding NaN or
+    infinity, or a value beyond :attr:`divergence_bound` in magnitude, stops the solve at that
+    iteration. The :class:`Result` then holds the last finite iterate (its history ends with
+    that iterate's record) and ``diverged_at`` the iteration that diverged.
     """
+
+    #: An iterate with a value beyond this magnitude has diverged (signals live in [-1, 1]);
+    #: a solver whose ``state["x"]`` lives in another range overrides it (``math.inf``: only
+    #: NaN and infinity count).
+    divergence_bound: ClassVar[float] = 1e6
 
     iterations: int = 30
     init: str = "pinv"
     tol: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise ValueError(f"{self.name}: iterations must be >= 1, got {self.iterations}")
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
+            raise ValueError(f"{self.name}: iterations must be >= 1 (a whole number), got "
+                             f"{self.iterations!r}")
         check_choice(self.name, "init", self.init, ("pinv", "adjoint", "zeros"))
+        if not self.tol >= 0:
+            raise ValueError(f"{self.name}: tol must be >= 0 (0: run every iteration), got {self.tol!r}")
 
     def initial_point(self, ctx: SolveContext) -> Tensor:
         y, op = ctx.y, ctx.operator
@@ -261,15 +342,28 @@ class IterativeSolver(Solver):
         """Reconstruct ``x`` from ``y = A(x) + n``; see :class:`Result`."""
         from tqdm.auto import tqdm
 
+        check_finite(y, f"{self.name}: the measurement y")
+        if x_init is not None:
+            check_finite(x_init, f"{self.name}: x_init")
         ctx = SolveContext(y, operator, prior, generator, reference)
         nfe0 = getattr(prior, "nfe", 0)
         start = time.perf_counter()
         x0 = self.initial_point(ctx) if x_init is None else x_init.clone()
+        if not is_finite(x0):
+            raise ValueError(f"{self.name}: the initial point (init = {self.init!r}) holds non-finite "
+                             "values; set init = \"zeros\" or pass a finite x_init")
         state = self.setup(ctx, x0)
-        k = 0
+        k, diverged_at, last = 0, None, x0
         for k in tqdm(range(self.iterations), desc=self.name, disable=not progress, leave=False):
             prev = state["x"]
+            # A copy: a step may update its iterate in place (an optimiser's parameter).
+            last, logged = prev.detach().clone(), len(ctx.history)
             state = self.step(ctx, state, k)
+            if not is_finite(state["x"], self.divergence_bound):
+                # Stop here: the history keeps the last finite state, not this step's records.
+                del ctx.history[logged:]
+                diverged_at = k
+                break
             # A step may hand extra per-iteration figures (loss terms, timestep) to the record.
             rec = ctx.log(k, state["x"], **state.pop("log", {}))
             if callback is not None and callback(k, state["x"], rec) is True:
@@ -279,10 +373,17 @@ class IterativeSolver(Solver):
                           / prev.flatten(1).norm(dim=1).clamp_min(1e-12))
                 if float(change.max()) < self.tol:
                     break
-        x = self.finish(ctx, state)
+        if diverged_at is None:
+            x = self.finish(ctx, state)
+            if not is_finite(x):
+                diverged_at, x = k + 1, state["x"]
+        else:
+            x = last
+        # A diverged solve keeps k iterations: the ones before the iterate went non-finite.
+        done = k if diverged_at == k else k + 1
         return Result(x=x.detach(), history=ctx.history, nfe=getattr(prior, "nfe", 0) - nfe0,
-                      wall_time=time.perf_counter() - start, iterations=k + 1,
-                      config=self.to_dict())
+                      wall_time=time.perf_counter() - start, iterations=done,
+                      config=self.to_dict(), diverged_at=diverged_at)
 
 
 def geometric(start: float, end: float | None, k: int, n: int) -> float:

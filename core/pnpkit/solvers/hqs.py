@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from .. import operators as ops
-from .base import IterativeSolver, SolveContext, geometric
+from .base import IterativeSolver, SolveContext, check_splitting, geometric
 
 
 @dataclass(kw_only=True)
@@ -66,6 +66,10 @@ class HQS(HalfQuadraticSplitting):
     stepsize: float = 1.0
     sigma: float = 0.1
     sigma_end: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_splitting(self)
 
     def sigma_at(self, k: int) -> float:
         return geometric(self.sigma, self.sigma_end, k, self.iterations)

@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from .. import operators as ops
-from .base import IterativeSolver, SolveContext, geometric
+from .base import IterativeSolver, SolveContext, check_splitting, geometric
 
 
 @dataclass(kw_only=True)
@@ -60,6 +60,10 @@ class PGD(ProximalGradient):
     stepsize: float = 1.0
     sigma: float = 0.1
     sigma_end: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_splitting(self)
 
     def gradient(self, ctx: SolveContext, x: Tensor, k: int) -> Tensor:
         return ops.data_gradient(ctx.operator, x, ctx.y)

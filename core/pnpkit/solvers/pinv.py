@@ -11,7 +11,7 @@ from torch import Tensor
 from .. import operators as ops
 from ..operators import Operator
 from ..priors import Prior
-from .base import Callback, Result, SolveContext, Solver
+from .base import Callback, Result, SolveContext, Solver, check_finite
 
 
 @dataclass(kw_only=True)
@@ -34,6 +34,7 @@ class PseudoInverse(Solver):
     def solve(self, y: Tensor, operator: Operator, prior: Prior, *, x_init: Tensor | None = None,
               generator: torch.Generator | None = None, callback: Callback | None = None,
               reference: Tensor | None = None, progress: bool = False) -> Result:
+        check_finite(y, f"{self.name}: the measurement y")
         ctx = SolveContext(y, operator, prior, generator, reference)
         start = time.perf_counter()
         x = ops.pseudo_inverse(operator, y)

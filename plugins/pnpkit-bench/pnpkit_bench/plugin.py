@@ -10,13 +10,33 @@ import pnpkit
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .sweep import run
+    """Run the sweep; print where its summary is (rank 0 only under torchrun).
 
-    rows = run(args.sweep, output=args.output, overwrite=args.overwrite, progress=not args.quiet)
-    bad = [r for r in rows if r["status"] != "ok"]
-    print(f"{len(rows)} row(s), {len(bad)} not solved; see {args.output or 'the sweep output'}"
-          "/summary.md and report.html")
-    return 0
+    Exit 0, or 1 when a row diverged (one line names them); a bad sweep exits 2 before its
+    first case (the command line's one-line errors)."""
+    import os
+    import sys
+
+    from pnpkit.cli import diverged_line
+
+    from .sweep import Sweep, diverged_rows, load_sweep
+
+    sweep = load_sweep(args.sweep)
+    if args.device:
+        sweep["device"] = args.device
+    runner = Sweep(sweep, output=args.output)
+    first = int(os.environ.get("RANK", "0") or 0) == 0
+    rows = runner.run(overwrite=args.overwrite, progress=not args.quiet and first)
+    diverged = diverged_rows(rows)
+    if first:
+        ok = sum(r["status"] == "ok" for r in rows)
+        out = runner.output.resolve()
+        print(f"{len(rows)} row(s): {ok} solved, {len(diverged)} diverged, "
+              f"{len(rows) - ok - len(diverged)} not solved; see {out / 'summary.md'} and "
+              f"{out / 'report.html'}")
+        if diverged:
+            print(diverged_line("row(s)", diverged), file=sys.stderr)
+    return 1 if diverged else 0
 
 
 @pnpkit.hookimpl
@@ -27,6 +47,8 @@ def register_commands(cli: Any) -> None:
     p.add_argument("-o", "--output", help="output folder (default: the sweep's `output`)")
     p.add_argument("--overwrite", action="store_true", help="replace a different sweep's results")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", help="run on this device (cpu, cuda, cuda:1, mps), overriding the "
+                                    "sweep's `device`")
 
 
 @pnpkit.hookimpl

@@ -5,15 +5,22 @@ call on the same prior, operator, measurement and seed, and is measured the same
 quality (the sweep's metrics), wall time, NFE and peak memory (:mod:`pnpkit_bench.memory`).
 The sweep file's format is in this package's README. The output folder is a
 :class:`pnpkit.runs.OutputFolder` stamped by ``sweep.json``: an interrupted sweep resumes
-where it stopped, a different sweep is refused unless ``--overwrite`` is given. Under
-``torchrun`` the rows are sharded over ranks and rank 0 merges them.
+where it stopped, a different sweep is refused unless ``--overwrite`` is given, and a
+second sweep on a busy folder is refused (the folder's lock). Under ``torchrun`` the rows are
+sharded over ranks and rank 0 merges them.
+
+Before the first case, :meth:`Sweep.validate` builds every solver with the settings of every
+task and noise level it runs (``settings`` plus ``per_task``) and checks every operator's and
+prior's settings, so a typo stops the sweep with one line instead of becoming error rows. A
+solve whose iterate becomes non-finite is a row with status ``"diverged: at iteration K"``
+and no metrics (:attr:`pnpkit.solvers.Result.diverged_at`): never averaged.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +29,21 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from pnpkit import operators as ops
-from pnpkit.config import ConfigError, unknown_key
+from pnpkit.config import ConfigError, check_setting_types, unknown_key
 from pnpkit.data import Item, load_items
 from pnpkit.metrics import compute
-from pnpkit.plugins import get_manager
+from pnpkit.plugins import check_settings, get_manager
 from pnpkit.priors import torch_dtype
-from pnpkit.runs import Distributed, OutputFolder, fingerprint, write_json
+from pnpkit.runs import (
+    Distributed,
+    OutputFolder,
+    check_device,
+    environment,
+    fingerprint,
+    write_json,
+    write_text,
+)
+from pnpkit.solvers import is_finite
 
 from .memory import PeakMemory
 
@@ -95,7 +111,10 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file {str(path)!r} does not exist")
-    raw = tomllib.loads(path.read_text())
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     for key in raw:
         if key not in SWEEP_KEYS:
             raise unknown_key(key, SWEEP_KEYS, "the sweep")
@@ -161,7 +180,9 @@ class Sweep:
                                            stamp="sweep.json")
         self.output = self.folder.path
         self.group = Distributed()
-        self.device = torch.device(sweep["device"])
+        self.device = check_device(sweep["device"])
+        if self.device.type == "cuda" and self.group.world > 1:
+            self.device = torch.device("cuda", self.group.local_rank)  # one GPU per rank
         self.dtype = torch_dtype(sweep["dtype"])
         self.manager = get_manager()
         self.items = load_items(dict(sweep["data"]), Path(sweep["_base_dir"]))
@@ -200,16 +221,54 @@ class Sweep:
         cls = cast("type[Solver]", self.manager.get("solver", entry["name"]).factory)
         return cls.from_dict({"name": cls.name, **settings})
 
+    def validate(self) -> None:
+        """Check the whole sweep before its first case: every solver built with the settings
+        of every task and noise level it runs, every operator's and prior's settings named.
+
+        :raises pnpkit.config.ConfigError: one line naming the entry, the setting and the fix.
+        """
+        for entry in self.sweep["solvers"]:
+            tasks = {t["name"] for t in self.sweep["tasks"]}
+            for key in entry.get("per_task", {}):
+                if key.split(":")[0] not in tasks:
+                    raise ConfigError(f"[[solvers]] {entry['label']!r}: per_task names task "
+                                      f"{key!r}, which the sweep does not run; tasks: "
+                                      f"{', '.join(sorted(tasks))}")
+            for task in self.sweep["tasks"]:
+                for noise in task["noise"]:
+                    try:
+                        self._solver(entry, task["name"], noise)
+                    except (TypeError, ValueError) as exc:
+                        raise ConfigError(f"[[solvers]] {entry['label']!r} (task {task['name']!r}, "
+                                          f"noise {noise:g}): {exc}") from None
+        for section, kind, key in (("tasks", "operator", "operator"), ("priors", "prior", "name")):
+            for entry in self.sweep[section]:
+                comp = self.manager.get(kind, entry[key])
+                where = f"[[{section}]] {entry.get('label', entry['name'])!r}"
+                settings = dict(entry["settings"], **({"sigma_y": 0.0} if kind == "operator" else {}))
+                try:
+                    check_settings(comp.factory, settings, f"{kind} {comp.name!r}")
+                except TypeError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
+                check_setting_types(comp.factory, entry["settings"], f"{where} settings:")
+
     # -- running -------------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """The sweep's :func:`pnpkit.runs.fingerprint` (its output folder left out)."""
         return fingerprint(self.sweep, exclude=("output", "_base_dir"))
 
     def run(self, overwrite: bool = False, progress: bool = True) -> list[dict[str, str]]:
-        """Solve every row not in ``rows.csv`` yet, write the reports, return every row."""
+        """Solve every row not in ``rows.csv`` yet, write the reports, return every row.
+
+        :param bool overwrite: replace a different sweep's results in the folder.
+        :param bool progress: show a progress bar (rank 0 only under ``torchrun``), which
+            names the task and solver of the running case.
+        """
         try:
+            self.validate()
             return self._run(overwrite, progress)
         finally:
+            self.folder.release()
             self.group.close()
 
     def _run(self, overwrite: bool, progress: bool) -> list[dict[str, str]]:
@@ -220,16 +279,21 @@ class Sweep:
         group = self.group
         out = self.output
         error = None
+        env = environment(self.device)
         if group.rank == 0:
+            existed = self.folder.stamp.exists()
             try:
-                self.folder.claim(self.fingerprint(), overwrite)
+                old = self.folder.claim(self.fingerprint(), overwrite, environment=env,
+                                        finished=lambda _: any(read_rows(f) for f in out.glob("rows*.csv")))
             except ConfigError as exc:
                 error = str(exc)
             else:
-                if overwrite:
+                if old is None and existed:  # afresh: none of the old rows may stay
                     self.folder.remove("rows*.csv", "histories*.jsonl")
+                    for f in (out / "reconstructions").glob("*.safetensors"):
+                        f.unlink()
                 write_json(self.folder.stamp, {
-                    "fingerprint": self.fingerprint(),
+                    "fingerprint": self.fingerprint(), "environment": env,
                     "sweep": {k: v for k, v in self.sweep.items() if k != "_base_dir"}})
         # Every rank learns what rank 0 found, so all stop together on a refused folder.
         error = group.gather(error)[0]
@@ -248,7 +312,9 @@ class Sweep:
             writer = csv.DictWriter(fr, fieldnames=columns)
             if new_file:
                 writer.writeheader()
-            for case in tqdm(todo, desc="bench", disable=not progress):
+            bar = tqdm(todo, desc="bench", disable=not progress or group.rank != 0)
+            for case in bar:
+                bar.set_description(f"bench {case.task['name']} {case.solver['label']}")
                 row, history = self._solve(case, metric_names)
                 writer.writerow(row)
                 fr.flush()
@@ -266,13 +332,12 @@ class Sweep:
         rows = {row_key(r): r for f in sorted(out.glob("rows*.csv")) for r in read_rows(f)}
         order = {c.key: i for i, c in enumerate(self.cases())}
         merged = sorted(rows.values(), key=lambda r: order.get(row_key(r), 1 << 30))
-        tmp = out / "rows.csv.tmp"
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns)
-            w.writeheader()
-            for r in merged:
-                w.writerow({c: r.get(c, "") for c in columns})
-        os.replace(tmp, out / "rows.csv")
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=columns)
+        w.writeheader()
+        for r in merged:
+            w.writerow({c: r.get(c, "") for c in columns})
+        write_text(out / "rows.csv", text.getvalue())  # atomic, a temporary file of this process
         hist = [line for f in sorted(out.glob("histories.rank*.jsonl"))
                 for line in f.read_text().splitlines()]
         if hist:
@@ -298,10 +363,17 @@ class Sweep:
             row.update(status=f"error: {type(exc).__name__}: {exc}"[:300], wall_time="", nfe="",
                        peak_memory_mb="")
             return row, []
+        row.update(wall_time=f"{result.wall_time:.4f}", nfe=result.nfe,
+                   peak_memory_mb=f"{mem.peak_mb:.2f}")
+        diverged_at = getattr(result, "diverged_at", None)
+        if diverged_at is None and not is_finite(result.x):  # a solver outside the shared loop
+            diverged_at = result.iterations
+        if diverged_at is not None:  # a row apart: no metrics, never averaged
+            row.update(status=f"diverged: at iteration {diverged_at}")
+            return row, result.history
         values = compute(metric_names, result.x.to(x.dtype), x, sample_rate=item.sample_rate,
                          channel_names=item.channel_names)
-        row.update(status="ok", wall_time=f"{result.wall_time:.4f}", nfe=result.nfe,
-                   peak_memory_mb=f"{mem.peak_mb:.2f}")
+        row.update(status="ok")
         row.update({k: f"{v[0]:.4f}" for k, v in values.items()})
         tensors = {"x": result.x[0].detach().float().cpu().contiguous()}
         if not y.is_complex():
@@ -320,3 +392,14 @@ def run(path: str | Path, output: str | Path | None = None, overwrite: bool = Fa
     :param bool progress: show a progress bar.
     """
     return Sweep(load_sweep(path), output).run(overwrite=overwrite, progress=progress)
+
+
+def diverged_rows(rows: list[dict[str, str]]) -> dict[str, str]:
+    """The rows whose solve diverged: ``"task/noise/prior/solver/seed/item"`` -> the iteration.
+
+    >>> diverged_rows([{"task": "sr4", "noise": "0", "prior": "p", "solver": "pgd", "seed": "0",
+    ...                 "item": "img0", "status": "diverged: at iteration 3"}])
+    {'sr4/0/p/pgd/0/img0': '3'}
+    """
+    return {"/".join(row_key(r)): r["status"].rsplit(" ", 1)[-1] for r in rows
+            if r["status"].startswith("diverged")}

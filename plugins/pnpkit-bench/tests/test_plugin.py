@@ -19,10 +19,12 @@ def test_bench_is_a_plugin_command(bench_site, tmp_path, capsys):
     path = tmp_path / "s.toml"
     path.write_text('output = "o"\nmetrics = ["mse"]\n[data]\ndataset = "toy-images"\ncount = 1\n'
                     '[[tasks]]\nname = "t"\noperator = "toy-mask"\n[[priors]]\nname = "toy-gauss"\n'
-                    '[[solvers]]\nname = "pinv"\n[[solvers]]\nname = "pgd"\nsettings = { iterations = -1 }\n')
+                    '[[solvers]]\nname = "pinv"\n[[solvers]]\nname = "pgd"\nsettings = { iterations = 2 }\n')
     assert main(["bench", str(path), "-q"]) == 0
     printed = capsys.readouterr().out
-    assert "2 row(s), 1 not solved; see the sweep output/summary.md and report.html" in printed
+    out = (tmp_path / "o").resolve()
+    assert (f"2 row(s): 2 solved, 0 diverged, 0 not solved; see {out / 'summary.md'} and "
+            f"{out / 'report.html'}") in printed
     assert (tmp_path / "o" / "report.html").is_file()
     assert main(["bench", str(tmp_path / "missing.toml")]) == 2
     assert "pnpkit: error: sweep file" in capsys.readouterr().err
@@ -54,8 +56,8 @@ def test_render_item_draws_image_panels_and_skips_unshowable_ones(bench_site, tm
                                               kind="image", sample_rate=None, channel_names=None)
     assert drawn is True
     with Image.open(path) as im:
-        # three shown panels + the convergence plot: (2.6 * 4 + 0.8) x 2.9 inches at 110 dpi
-        assert im.size == (1232, 319)
+        # three shown panels + the convergence plot: (2.7 * 4 + 0.9) x 3.0 inches at 110 dpi
+        assert im.size == (1287, 330)
 
 
 def test_render_item_draws_one_row_per_stem_for_separated_audio(bench_site, tmp_path):
@@ -71,28 +73,73 @@ def test_render_item_draws_one_row_per_stem_for_separated_audio(bench_site, tmp_
                                              channel_names=["bass", "drums"]) is True
     with Image.open(path) as im:
         # 2 columns (max of 2 multi-channel panels, 1 single + the plot) x (1 + 2 stems) rows,
-        # 3.4 x 2.2 inches a cell at 100 dpi
-        assert im.size == (680, 660)
+        # 3.5 x 2.3 inches a cell and 1 inch for the colour bar, at 100 dpi
+        assert im.size == (800, 690)
 
 
 def test_show_image_draws_the_saved_png_pixels(tmp_path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
     from PIL import Image
 
     from pnpkit.data import save_signal
     from pnpkit_bench.figures import show_image
 
     img = torch.linspace(-1.2, 1.2, 3 * 4 * 5).reshape(3, 4, 5)
-    fig, ax = plt.subplots()
+    ax = Figure().subplots()
     show_image(ax, img, "t")
     shown = ax.get_images()[0].get_array()
-    plt.close(fig)
     with Image.open(save_signal(img, tmp_path / "x", "image")) as im:
         assert np.array_equal(np.asarray(shown), np.asarray(im))
     # (C, H, W) -> (H, W, C); -1.2 clips to 0, -0.386 -> round(0.307 * 255) = 78, 1.2 clips to 255
     assert np.asarray(shown)[0, 0].tolist() == [0, 78, 182]
     assert np.asarray(shown)[-1, -1].tolist() == [73, 177, 255]
+
+
+def test_separation_figure_titles_each_stem_with_its_own_scores_on_one_db_scale():
+    from pnpkit_bench.figures import draw_run_figure
+
+    t = torch.arange(4096) / 8000
+    mix = torch.sin(2 * torch.pi * 440 * t)[None] * 0.5
+    stems = torch.stack([torch.sin(2 * torch.pi * f * t) * 0.3 for f in (110, 220)])
+    panels = [("mixture", mix), (["dirac (si_snri 3.10)", "dirac (si_snri -1.25)"], stems),
+              ("reference", stems)]
+    history = [{"stage": "iterate", "iteration": k, "window": w, "residual": 0.5 / (k + 1),
+                "psnr": 30.0, "si_snr": 2.0 + k} for w in (0, 1) for k in range(4)]
+    fig = draw_run_figure(panels, history, "audio", 8000, ["bass", "drums"])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "bass: dirac (si_snri 3.10)" in titles and "drums: dirac (si_snri -1.25)" in titles
+    assert "bass: reference" in titles and "drums: reference" in titles
+    (bar,) = [ax for ax in fig.axes if ax.get_ylabel() == "dB"]  # one colour bar, in dB
+    scales = {im.get_clim() for ax in fig.axes for im in ax.get_images()}
+    assert len(scales) == 1, "every spectrogram on one scale"
+    (conv,) = [ax for ax in fig.axes if ax.get_title() == "convergence"]
+    (twin,) = [ax for ax in fig.axes if ax.get_ylabel() == "SI-SNR (dB)"]
+    assert conv.get_xlabel() == "iteration (each of 2 windows)"
+    assert len(conv.get_lines()) == 2 and len(twin.get_lines()) == 2, "a line per window"
+    with pytest.raises(ValueError, match="a panel with 2 channels has 3 titles; give one title "
+                                         "per channel or a single string"):
+        draw_run_figure([("mixture", mix), (["a", "b", "c"], stems)], history, "audio", 8000)
+
+
+def test_audio_convergence_has_no_psnr_axis():
+    from pnpkit_bench.figures import draw_run_figure
+
+    fig = draw_run_figure([("mixture", torch.rand(1, 2048)), ("est", torch.rand(2, 2048))],
+                          _history(), "audio", 8000)
+    assert not [ax for ax in fig.axes if "PSNR" in ax.get_ylabel()]
+
+
+def test_image_figure_has_psnr_in_its_legend_and_integer_iterations():
+    from pnpkit_bench.figures import draw_run_figure
+
+    history = [{"stage": s, "iteration": k, "residual": 0.5 / (k + 1), "psnr": 20.0 + k}
+               for k in range(10) for s in ("data", "iterate")]
+    fig = draw_run_figure([("x", torch.zeros(1, 8, 8))], history, "image")
+    (conv,) = [ax for ax in fig.axes if ax.get_title() == "convergence"]
+    labels = [t.get_text() for t in conv.get_legend().get_texts()]
+    assert labels == ["residual (data)", "PSNR (data)", "residual (iterate)", "PSNR (iterate)"]
+    fig.canvas.draw()  # the ticks are placed at drawing time
+    ticks = [t for t in conv.get_xticks() if 0 <= t <= 9]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == ["||Ax - y|| / ||y||", "PSNR (dB)"]

@@ -52,9 +52,9 @@ settings = {{ iterations = 3 }}
 per_task = {{ quarter = {{ iterations = 2 }}, "half:noisy" = {{ stepsize = 0.5 }} }}
 
 [[solvers]]
-label = "broken"
+label = "diverging"
 name = "pgd"
-settings = {{ iterations = -1 }}
+settings = {{ iterations = 3, stepsize = 1e8, init = "zeros" }}
 """
 
 
@@ -73,10 +73,12 @@ def test_sweep_rows_reports_and_errors(toy_site, tmp_path):
     rows = bench.run(write(tmp_path), progress=False)
     # (2 noise levels + 1) task settings x 3 solvers x 2 seeds x 2 items
     assert len(rows) == 3 * 3 * 2 * 2
-    ok = [r for r in rows if r["solver"] != "broken"]
+    ok = [r for r in rows if r["solver"] != "diverging"]
     assert all(r["status"] == "ok" for r in ok)
-    assert all(r["status"].startswith("error: ValueError: pgd: iterations must be >= 1")
-               for r in rows if r["solver"] == "broken")
+    # The first step from zeros by 1e8 leaves any plausible range: a row apart, no metrics.
+    apart = [r for r in rows if r["solver"] == "diverging"]
+    assert all(r["status"] == "diverged: at iteration 0" and r["psnr"] == "" for r in apart)
+    assert len(bench.diverged_rows(rows)) == len(apart) == 12
     nfe = {(r["task"], r["noise"], r["solver"]): r["nfe"] for r in ok}
     assert nfe[("half", "0", "pgd-fast")] == "3" and nfe[("quarter", "0", "pgd-fast")] == "2"
     assert nfe[("half", "0", "hqs")] == "6"
@@ -84,10 +86,11 @@ def test_sweep_rows_reports_and_errors(toy_site, tmp_path):
     out = tmp_path / "sweep"
     summary = (out / "summary.md").read_text()
     assert "### half, sigma_y = 0.05, prior toy-gauss" in summary and "time / hqs" in summary
-    assert "| hqs | 4 |" in summary
+    assert "| hqs | ok | 4 |" in summary and "| broken | error | 0 |" in summary
+    assert "- broken: error: ValueError: pgd: iterations must be >= 1" in summary
     for f in ("quality_vs_time.png", "convergence.png", "report.html", "grid_half_0_toy-gauss.png"):
         assert (out / f).is_file(), f
-    assert "<table>" in (out / "report.html").read_text()
+    assert (out / "report.html").read_text().count("<tbody>") == 3
 
 
 def test_interrupted_sweep_resumes_only_missing_rows(toy_site, tmp_path):
@@ -136,12 +139,16 @@ def test_torchrun_sweep_matches_single_process(bench_site, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(bench_site), PNPKIT_LOAD_PLUGINS="toy,bench")
     one = subprocess.run([sys.executable, "-m", "pnpkit", "bench", str(path), "-q",
                           "-o", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr
+    assert one.returncode == 1, one.stderr  # the diverging solver's rows
+    assert "pnpkit: 12 row(s) diverged (the iterate became non-finite)" in one.stderr
     torchrun = Path(sys.executable).with_name("torchrun")
     two = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29533", "-m", "pnpkit",
                           "bench", str(path), "-q", "-o", str(tmp_path / "two")],
                          env=env, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr
+    assert two.returncode == 1, two.stderr
+    # Only rank 0 reports: one summary line, one line naming the diverged rows.
+    assert two.stdout.count(" row(s): ") == 1, two.stdout
+    assert two.stderr.count("row(s) diverged") == 1, two.stderr
     a, b = read(tmp_path / "one" / "rows.csv"), read(tmp_path / "two" / "rows.csv")
     assert not list((tmp_path / "two").glob("rows.rank*.csv"))
     def strip(rows: list[dict[str, str]]) -> list[dict[str, str]]:  # timings differ run to run
