@@ -185,3 +185,12 @@ def test_command_line(built: Any, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "trained 2 steps" in printed and "wrote" in printed
     assert training.main(argv[:5] + ["3"] + argv[6:] + ["--resume", "--card-segments", "0"]) == 0
     assert json.loads((out / "training_state.json").read_text())["step"] == 3
+
+
+def test_training_emits_no_warning(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _train(tmp_path / "quiet", 2, schedule_steps=5)
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []

@@ -105,3 +105,15 @@ def test_train_prior_command_resumes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert train.main([*argv[:3], str(copy), *argv[4:]]) == 0
     assert json.loads((copy / "training_state.json").read_text())["losses"] == first["losses"]
     assert "trained 1 steps" in capsys.readouterr().out
+
+
+def test_training_emits_no_warning(tmp_path: Path) -> None:
+    # e.g. float(loss) on the loss tensor, which requires grad, warns on every step
+    import warnings
+
+    from diffusers import UNet2DModel  # noqa: F401  (imported before: import-time notices aside)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _train(tmp_path / "quiet", 2)
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
