@@ -25,6 +25,9 @@ def test_weightings_and_orders():
 
 def test_settings_validation_and_presets():
     assert (REDDiff(preset="box-inpainting").lr, REDDiff(preset="sr4").lr) == (0.25, 0.1)
+    # The authors' sample_test.sh: 0.5 for Gaussian / nonlinear deblurring and phase retrieval.
+    assert [REDDiff(preset=p).lr for p in ("gaussian-deblur", "motion-deblur", "phase-retrieval")] \
+        == [0.5, 0.5, 0.5]
     assert REDDiff(preset="quick").iterations == 100
     with pytest.raises(ValueError, match="weighting must be one of"):
         REDDiff(weighting="cube")
@@ -67,6 +70,24 @@ def test_gradient_is_the_papers_update():
     g_obs = op.A_adjoint(op.A(mu) - y) / y.numel()
     expected = mu - (g_obs + w * (eps_hat - eps) / mu.numel())
     torch.testing.assert_close(res.x, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_with_sigma_x0_the_data_term_is_evaluated_at_the_noisy_x0():
+    """As the authors' code: x0 = mu + sigma_x0 n enters the data term as well as the noising.
+
+    From mu = A^+ y on a consistent problem the residual at mu is 0, so only the noisy x0 can
+    move mu: one SGD step (lr 1, lambda 0) gives mu - A^T (A x0 - y) / M exactly.
+    """
+    op, _, x, y = toy_problem(n=16, m=10)
+    y = y.float()
+    solver = REDDiff(iterations=1, optimizer="SGD", lr=1.0, lam=0.0, sigma_x0=0.1)
+    res = solver.solve(y, op, GaussianDiffusionPrior(), generator=torch.Generator().manual_seed(4))
+    mu = pnpkit.operators.pseudo_inverse(op, y)
+    n = torch.randn(mu.shape, generator=torch.Generator().manual_seed(4))  # the first draw
+    x0 = mu + 0.1 * n
+    expected = mu - op.A_adjoint(op.A(x0) - y) / y.numel()
+    torch.testing.assert_close(res.x, expected, rtol=1e-5, atol=1e-7)
+    assert float((res.x - mu).abs().max()) > 1e-3, "evaluated at mu, the step would be 0"
 
 
 def test_without_regulariser_it_fits_the_data():
