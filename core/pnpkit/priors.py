@@ -28,9 +28,32 @@ class Prior:
     """Base class: counts network function evaluations (``nfe``)."""
 
     nfe: int = 0
+    #: ``"bf16"`` or ``"fp16"``: the network runs under ``torch.autocast`` in that precision,
+    #: its output cast back to the input's dtype, so the solver's arithmetic stays in float32
+    #: (the configuration's top-level ``precision``); ``None``: in its weights' dtype.
+    #: :class:`DiffusionPrior` honours it in every network call (:meth:`run_network`); other
+    #: priors run their networks inside :meth:`autocast`.
+    precision: str | None = None
 
     def reset_nfe(self) -> None:
         self.nfe = 0
+
+    def autocast(self, x: Tensor) -> Any:
+        """The context a network call on ``x`` runs in: autocast at :attr:`precision`, or nothing.
+
+        >>> p = Prior(); p.precision = "bf16"
+        >>> with p.autocast(torch.zeros(1)):
+        ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        torch.bfloat16
+        """
+        import contextlib
+
+        if self.precision is None:
+            return contextlib.nullcontext()
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (or absent for "
+                             f"the weights' dtype), got {self.precision!r}")
+        return torch.autocast(x.device.type, dtype=PRECISIONS[self.precision])
 
     @property
     def fixed_shape(self) -> tuple[int, ...] | None:
@@ -65,6 +88,9 @@ class FunctionDenoiser(DenoiserPrior):
         self.nfe += 1
         return self.fn(x, sigma)
 
+
+#: The precisions a network may run in under autocast (the configuration's ``precision``).
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: The dtypes a configuration may name (``dtype = "float16"``).
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -127,6 +153,15 @@ class DiffusionPrior(Prior):
     def network(self, x_t: Tensor, t: Tensor) -> Tensor:
         """Raw network output for ``x_t`` at integer timesteps ``t`` (shape (B,))."""
         raise NotImplementedError
+
+    def run_network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """:meth:`network` under :meth:`autocast` (the prior's :attr:`precision`), its output in
+        ``x_t``'s dtype: where every network call of a diffusion prior goes."""
+        if self.precision is None:
+            return self.network(x_t, t)
+        with self.autocast(x_t):
+            out = self.network(x_t, t)
+        return out.to(x_t.dtype)
 
     # -- schedule --------------------------------------------------------------------------------
     @property
@@ -210,7 +245,7 @@ class DiffusionPrior(Prior):
         """Predicted noise ``eps_theta(x_t, t)``."""
         tt = self._timesteps(t, x_t)
         self.nfe += 1
-        out = self.network(x_t, tt)
+        out = self.run_network(x_t, tt)
         if self.prediction_type == "epsilon":
             return out
         return self._eps_from_output(out, x_t, self.abar(tt, x_t))

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from pnpkit.priors import DenoiserPrior, randn_like
 
+from .diffusion import MemoryCheck, check_unet_memory, unet_meta_call
 from .loading import load_pretrained, loading_docs
 from .network import UNetNetwork
 
@@ -61,6 +62,19 @@ class ConsistencyPrior(DenoiserPrior):
         #: The Karras noise levels of the training schedule, largest first.
         self.sigmas = torch.as_tensor(scheduler.sigmas, dtype=torch.float64)
         self.net = UNetNetwork(unet, name, check_size=check_size, class_label=class_label)
+        self.memory = MemoryCheck(unet, name, unet_meta_call(self.net))
+
+    def check_memory(self, shape: tuple[int, ...], grad: bool | None = None) -> None:
+        """Raise ``MemoryError`` (one line) when one network call on ``shape`` cannot fit.
+
+        See :class:`~pnpkit_priors.diffusion.MemoryCheck`; called before the network's first
+        call on each shape.
+
+        :param tuple shape: the signals' (B, C, *spatial).
+        :param bool grad: whether the call keeps its activations for a backward pass
+            (default: whether gradients are enabled now).
+        """
+        check_unet_memory(self.memory, self.net, shape, grad, self.precision)
 
     @property
     def shape(self) -> tuple[int | None, ...]:
@@ -107,7 +121,10 @@ class ConsistencyPrior(DenoiserPrior):
             return v.to(device=x_t.device, dtype=x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
 
         self.nfe += 1
-        out = self.net(view(c_in) * x_t, t)
+        self.net.check(x_t)
+        self.check_memory(tuple(x_t.shape))
+        with self.autocast(x_t):  # the prior's precision (none: the weights' dtype)
+            out = self.net(view(c_in) * x_t, t).to(x_t.dtype)
         x0 = view(c_skip) * x_t + view(c_out) * out
         return x0.clamp(-1, 1) if self.clip else x0
 

@@ -63,8 +63,9 @@ class LatentDiffusionPrior(DiffusersPrior):
         :param torch.Tensor x: signals (B, C, H, W) in [-1, 1].
         :return: latents (B, latent_channels, h, w), in ``x``'s dtype and device.
         """
-        out = self.vae.encode(self._vae_in(x))
-        z = out.latents if self.is_vq else out.latent_dist.mode()
+        with self.autocast(x):  # the prior's precision (none: the weights' dtype)
+            out = self.vae.encode(self._vae_in(x))
+            z = out.latents if self.is_vq else out.latent_dist.mode()
         return (z * self.scaling_factor).to(device=x.device, dtype=x.dtype)
 
     def decode(self, z: Tensor) -> Tensor:
@@ -73,7 +74,8 @@ class LatentDiffusionPrior(DiffusersPrior):
         :param torch.Tensor z: latents (B, latent_channels, h, w).
         :return: signals (B, C, H, W), roughly in [-1, 1], in ``z``'s dtype and device.
         """
-        x = self.vae.decode(self._vae_in(z / self.scaling_factor)).sample
+        with self.autocast(z):
+            x = self.vae.decode(self._vae_in(z / self.scaling_factor)).sample
         return x.to(device=z.device, dtype=z.dtype)
 
     @classmethod

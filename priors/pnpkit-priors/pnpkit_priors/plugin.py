@@ -13,9 +13,12 @@ import pnpkit
 
 @pnpkit.hookimpl
 def register_priors(register: Any) -> None:
-    """Diffusers checkpoints, deepinv denoisers and the project's own default priors."""
+    """Diffusers and guided-diffusion checkpoints, deepinv denoisers and the project's own priors."""
     register("diffusers", "pnpkit_priors.diffusion:diffusers_prior", family="diffusion",
              description="pixel-space diffusers checkpoint (UNet2DModel / UNet1DModel, DDPM/DDIM)")
+    register("adm", "pnpkit_priors.adm:adm_prior", family="diffusion",
+             description="OpenAI guided-diffusion (ADM) checkpoint, .pt or .safetensors: presets "
+                         "ffhq256 (DPS's ffhq_10m.pt), imagenet256-uncond, imagenet256")
     register("latent-diffusion", "pnpkit_priors.latent:latent_diffusion_prior",
              family="diffusion",
              description="diffusers AutoencoderKL/VQModel + latent UNet (works on latents)")

@@ -15,7 +15,7 @@ import pnpkit
 import pnpkit.metrics
 from pnpkit_priors.defaults import WEIGHTS_DIR, default_prior
 
-PRIORS = {"diffusers", "latent-diffusion", "consistency", "deepinv-denoiser", "drunet", "tv",
+PRIORS = {"diffusers", "adm", "latent-diffusion", "consistency", "deepinv-denoiser", "drunet", "tv",
           "default-grey32", "default-rgb32"}
 DATASETS = {"heldout-grey32", "heldout-rgb32", "validation-grey32", "validation-rgb32"}
 
