@@ -242,7 +242,12 @@ class DiffusionPrior(Prior):
 
     # -- the network, in every parametrisation ----------------------------------------------------
     def eps(self, x_t: Tensor, t: int | Tensor) -> Tensor:
-        """Predicted noise ``eps_theta(x_t, t)``."""
+        """Predicted noise ``eps_theta(x_t, t)``; counts one network evaluation in :attr:`nfe`.
+
+        A diffusion prior counts for its subclasses, here (so in ``x0`` and ``ddim``) and in
+        ``denoise`` (one evaluation): a subclass implements :meth:`network` and does not count
+        there, or every evaluation counts twice (``PriorContract`` catches it).
+        """
         tt = self._timesteps(t, x_t)
         self.nfe += 1
         out = self.run_network(x_t, tt)
