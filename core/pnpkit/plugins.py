@@ -307,5 +307,9 @@ def reset_manager(manager: PluginManager | None = None) -> None:
 
 
 def create(kind: str, name: str, **settings: Any) -> Any:
-    """Build a registered component: ``create("operator", "box-inpainting", size=64)``."""
+    """Build a registered component: ``create("operator", "box-inpainting", shape=(1, 64, 64))``.
+
+    ``pnpkit show KIND NAME`` lists the settings a component takes (here ``shape``, the signal
+    shape without the batch axis, and ``sigma_y``, ``box_fraction``...).
+    """
     return get_manager().create(kind, name, **settings)
