@@ -254,7 +254,7 @@ def motion_deblur(shape: Shape = None, sigma_y: float = 0.0, kernel_size: int = 
     return _finish(op, dtype, device)
 
 
-def phase_retrieval(shape: Shape = None, sigma_y: float = 0.0, oversampling: float = 2.0,
+def phase_retrieval(shape: Shape = None, sigma_y: float = 0.0, oversampling: float = 1.5,
                     device: str = "cpu", dtype: str = "float32") -> Any:
     r"""Fourier phase retrieval: magnitude of the FFT of the zero-padded signal (nonlinear).
 
@@ -262,8 +262,9 @@ def phase_retrieval(shape: Shape = None, sigma_y: float = 0.0, oversampling: flo
 
         y = |\mathcal{F}(P x)| + \sigma_y n
 
-    :math:`P` pads each spatial axis to ``oversampling`` times its length (2: a 256 x 256
-    image becomes 512 x 512), the signal centred; :math:`\mathcal{F}` is the orthonormal FFT
+    :math:`P` pads each spatial axis to ``oversampling`` times its length (1.5: a 256 x 256
+    image becomes 384 x 384, a quarter of the side on each side, as the DPS, DCDP and ProjDiff
+    codes pad for their ``oversample = 2``), the signal centred; :math:`\mathcal{F}` is the orthonormal FFT
     per channel. ``A_vjp`` by autograd; ``A_dagger`` is a zero-phase initialisation, not an
     inverse; ``project`` is one error-reduction step (magnitude replaced by ``y``, real part,
     crop), which never increases the magnitude misfit but is not an exact projection.

@@ -22,8 +22,10 @@ class FourierPhaseRetrieval(Physics):
     where :math:`P` zero-pads every spatial axis of length :math:`n` to
     :math:`\mathrm{round}(s\, n)` (``oversampling`` :math:`s`, the signal centred) and
     :math:`\mathcal{F}` is the orthonormal FFT over the spatial axes, per channel. The
-    operator is nonlinear (``linear = False``); its vector-Jacobian product is computed by
-    autograd.
+    default :math:`s = 1.5` pads :math:`n/4` on each side (256 -> 384, 2.25 times the
+    pixels), the padding of the DPS, DCDP and ProjDiff codes (their ``oversample = 2``
+    means a pad of :math:`2/8` of the side per side). The operator is nonlinear
+    (``linear = False``); its vector-Jacobian product is computed by autograd.
 
     :meth:`A_dagger` is only an initialisation: the inverse FFT of :math:`y` with zero phase,
     centred and cropped. :meth:`project` is one error-reduction (Gerchberg-Saxton) step, not
@@ -33,13 +35,14 @@ class FourierPhaseRetrieval(Physics):
     leaves any :math:`x` with :math:`|\mathcal{F} P x| = y` unchanged.
 
     :param tuple[int] img_size: ``(C, *spatial)`` of one item.
-    :param float oversampling: padded length over signal length along each spatial axis.
+    :param float oversampling: padded length over signal length along each spatial axis
+        (1.5: the authors' padding).
     :param kwargs: passed to :class:`deepinv.physics.Physics` (``noise_model``).
     """
 
     linear = False
 
-    def __init__(self, img_size: tuple[int, ...], oversampling: float = 2.0,
+    def __init__(self, img_size: tuple[int, ...], oversampling: float = 1.5,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.img_size = tuple(int(s) for s in img_size)
@@ -48,6 +51,21 @@ class FourierPhaseRetrieval(Physics):
         self.padded = tuple(max(n, int(round(self.oversampling * n))) for n in spatial)
         self.before = tuple((p - n) // 2 for p, n in zip(self.padded, spatial, strict=True))
         self.dims = tuple(range(-len(spatial), 0))
+
+    def equivalent_noise_variance(self, variance: float) -> float:
+        r"""The variance in signal space of measurement noise of variance ``variance``.
+
+        ``variance`` times the padded over the original number of pixels, as ProjDiff's code
+        takes it for its noisy phase retrieval (``eq_var``: 2.25 ``variance`` at the default
+        oversampling of 1.5, 256 -> 384).
+
+        >>> FourierPhaseRetrieval((1, 256, 256)).equivalent_noise_variance(0.01)
+        0.0225
+        """
+        ratio = 1.0
+        for p, n in zip(self.padded, self.img_size[1:], strict=True):
+            ratio *= p / n
+        return float(variance) * ratio
 
     def pad(self, x: Tensor) -> Tensor:
         """Zero-pad the spatial axes of ``x`` to :attr:`padded`, the signal centred."""

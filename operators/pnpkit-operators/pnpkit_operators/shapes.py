@@ -105,11 +105,11 @@ def _unpadded(padded: int, oversampling: float) -> int | None:
     return None
 
 
-def phase_retrieval(measurement_shape: Sequence[int], oversampling: float = 2.0) -> Shape:
+def phase_retrieval(measurement_shape: Sequence[int], oversampling: float = 1.5) -> Shape:
     """``(C, *padded) -> (C, *spatial)``: the signal whose zero-padded Fourier magnitude it is,
     each side ``n`` padded to ``round(oversampling * n)``.
 
-    >>> phase_retrieval((1, 128, 192))
+    >>> phase_retrieval((1, 96, 144))
     (1, 64, 96)
     """
     if not isinstance(oversampling, (int, float)) or not oversampling >= 1:

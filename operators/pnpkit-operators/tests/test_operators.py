@@ -250,19 +250,23 @@ def test_deepinv_forward_adds_the_same_noise_level():
 
 # -- phase retrieval ------------------------------------------------------------------------
 def test_phase_retrieval_measures_the_oversampled_fourier_magnitude():
+    # The default pads a quarter of the side on each side, as the authors' codes (256 -> 384).
     op = make("phase-retrieval", shape=(3, 32, 32))
     assert op.linear is False and not ops.is_linear(op)
+    assert make("phase-retrieval", shape=(3, 256, 256)).A(rand(1, 3, 256, 256)).shape == (1, 3, 384, 384)
     x = rand(2, 3, 32, 32)
     y = op.A(x)
-    assert y.shape == (2, 3, 64, 64) and bool((y >= 0).all())
-    padded = torch.zeros(2, 3, 64, 64)
-    padded[..., 16:48, 16:48] = x
+    assert y.shape == (2, 3, 48, 48) and bool((y >= 0).all())
+    padded = torch.zeros(2, 3, 48, 48)
+    padded[..., 8:40, 8:40] = x
     torch.testing.assert_close(y, torch.fft.fft2(padded, norm="ortho").abs())
+    # ProjDiff's noise level seen in signal space: the padded over the original pixel count.
+    assert op.equivalent_noise_variance(0.01) == pytest.approx(0.0225)
     # Parseval: the orthonormal FFT keeps the energy
     assert float(y.pow(2).sum()) == pytest.approx(float(x.pow(2).sum()), rel=1e-5)
-    assert make("phase-retrieval", shape=(1, 30, 30), oversampling=1.5).A(rand(1, 1, 30, 30)).shape \
-        == (1, 1, 45, 45)
-    assert make("phase-retrieval", shape=(2, 100)).A(rand(1, 2, 100)).shape == (1, 2, 200)
+    assert make("phase-retrieval", shape=(1, 30, 30), oversampling=2.0).A(rand(1, 1, 30, 30)).shape \
+        == (1, 1, 60, 60)
+    assert make("phase-retrieval", shape=(2, 100)).A(rand(1, 2, 100)).shape == (1, 2, 150)
 
 
 def test_phase_retrieval_projection_keeps_consistent_signals_and_reduces_the_misfit():

@@ -52,9 +52,9 @@ IMPOSSIBLE = {
                           r"\(C, \*spatial\)"),
     "gaussian-deblur": ((1, 2, 64, 96), {}, r"gaussian-deblur: no signal .* \(1, 2, 64, 96\)"),
     "motion-deblur": ((96,), {}, r"motion-deblur: no signal .* \(96,\); it must be an image"),
-    "phase-retrieval": ((1, 63, 64), {}, r"phase-retrieval \(oversampling 2\): no signal gives a "
-                        r"measurement of shape \(1, 63, 64\); each spatial side is round\(2 x the "
-                        r"signal's side\), and no side gives 63"),
+    "phase-retrieval": ((1, 47, 48), {}, r"phase-retrieval \(oversampling 1.5\): no signal gives a "
+                        r"measurement of shape \(1, 47, 48\); each spatial side is round\(1.5 x "
+                        r"the signal's side\), and no side gives 47"),
     "denoising": ((5,), {}, r"denoising: no signal gives a measurement of shape \(5,\)"),
     "compressed-sensing": ((256,), {}, r"compressed-sensing \(ratio 0.25\): the signal shape "
                            r"cannot be inferred from a measurement of shape \(256,\) .*set "
