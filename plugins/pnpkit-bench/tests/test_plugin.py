@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from pnpkit.plugins import get_manager
@@ -143,3 +145,64 @@ def test_image_figure_has_psnr_in_its_legend_and_integer_iterations():
     ticks = [t for t in conv.get_xticks() if 0 <= t <= 9]
     assert ticks and all(float(t).is_integer() for t in ticks), ticks
     assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == ["||Ax - y|| / ||y||", "PSNR (dB)"]
+
+
+STEMS_PLUGIN = '''
+import pnpkit
+
+
+def stems(count=1):
+    import torch
+    from pnpkit.data import Item
+
+    t = torch.arange(2048) / 8000
+    sig = torch.stack([0.4 * torch.sin(2 * 3.14159 * f * t) for f in (110, 330)])
+    return [Item("song", sig, "audio", 8000, ["low", "high"])]
+
+
+def stem_mse(x, ref):
+    return (x - ref).pow(2).mean(-1)  # (B, K): one value per stem
+
+
+@pnpkit.hookimpl
+def register_datasets(register):
+    register("toy-stems", stems)
+
+
+@pnpkit.hookimpl
+def register_metrics(register):
+    register("stem_mse", stem_mse, description="MSE per stem")
+'''
+
+
+def test_a_separation_run_writes_reference_stems_and_titles_each_stem_with_its_own_score(
+        bench_site, fake_site, monkeypatch, tmp_path):
+    import soundfile
+
+    from pnpkit import config as cfgmod
+    from pnpkit import pipeline
+    from pnpkit.plugins import PluginManager, reset_manager
+    from pnpkit_bench import figures
+
+    fake_site("pnpkit-stems", "pnpkit_stems_plugin", STEMS_PLUGIN, entry_name="stems")
+    monkeypatch.setenv("PNPKIT_LOAD_PLUGINS", "toy,bench,stems")
+    reset_manager(PluginManager())
+    drawn = []
+    monkeypatch.setattr(figures, "run_figure", lambda *a, **k: drawn.append(a))
+    path = tmp_path / "run.toml"
+    path.write_text('seed = 0\noutput = "out"\nmetrics = ["stem_mse"]\n[data]\ndataset = "toy-stems"\n'
+                    '[operator]\nname = "toy-mask"\n[prior]\nname = "toy-gauss"\n'
+                    '[solver]\nname = "pgd"\niterations = 2\n')
+    pipeline.run(cfgmod.load(path), progress=False)
+    item = tmp_path / "out" / "items" / "song"
+    reference, rate = soundfile.read(item / "reference.wav", always_2d=True)
+    for c, stem in enumerate(["low", "high"]):
+        wav, stem_rate = soundfile.read(item / f"reference_{stem}.wav", always_2d=True)
+        assert stem_rate == rate == 8000 and wav.shape == (2048, 1)
+        assert (wav[:, 0] == reference[:, c]).all()
+    scores = json.loads((item / "metrics.json").read_text())["metrics"]
+    (call,) = drawn  # run_figure(path, panels, ...): the estimate's panel has a title per stem
+    titles = [title for title, _ in call[1]]
+    assert titles[-1] == "reference" and scores["stem_mse/low"] != scores["stem_mse/high"]
+    assert titles[-2] == [f"pgd (stem_mse {scores['stem_mse/low']:.2f})",
+                          f"pgd (stem_mse {scores['stem_mse/high']:.2f})"]

@@ -85,9 +85,9 @@ def test_sweep_rows_reports_and_errors(toy_site, tmp_path):
     assert all(float(r["peak_memory_mb"]) >= 0 and float(r["wall_time"]) > 0 for r in ok)
     out = tmp_path / "sweep"
     summary = (out / "summary.md").read_text()
-    assert "### half, sigma_y = 0.05, prior toy-gauss" in summary and "time / hqs" in summary
-    assert "| hqs | ok | 4 |" in summary and "| broken | error | 0 |" in summary
-    assert "- broken: error: ValueError: pgd: iterations must be >= 1" in summary
+    assert "### half, σ_y = 0.05, prior toy-gauss" in summary and "time / hqs" in summary
+    assert "| hqs | ok | 4 |" in summary and "| diverging | diverged | 0 | - |" in summary
+    assert summary.count("\n- diverging: diverged: at iteration 0 (4 of 4 rows)\n") == 3
     for f in ("quality_vs_time.png", "convergence.png", "report.html", "grid_half_0_toy-gauss.png"):
         assert (out / f).is_file(), f
     assert (out / "report.html").read_text().count("<tbody>") == 3
