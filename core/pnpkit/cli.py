@@ -188,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a fault of pnpkit or a plugin: one line too, and how to see more
         if debug:
             raise
+        import pickle
+
+        if isinstance(exc, pickle.UnpicklingError):  # torch's own text suggests unpickling code
+            print("pnpkit: error: a weights file holds pickled objects that torch.load("
+                  "weights_only=True) refuses, and pnpkit never unpickles code; give the weights "
+                  "as a .safetensors file", file=sys.stderr)
+            return 2
         print(f"pnpkit: error: {type(exc).__name__}: {one_line(exc)} (PNPKIT_DEBUG=1 shows the "
               "traceback)", file=sys.stderr)
         return 1

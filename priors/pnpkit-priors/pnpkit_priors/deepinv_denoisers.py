@@ -95,13 +95,10 @@ def load_weights(model: torch.nn.Module, weights: str | Path, what: str) -> torc
     :raises FileNotFoundError: when the file does not exist.
     :raises ValueError: when its tensors do not fit the network.
     """
-    path = weights_file(weights, what)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from .loading import load_tensors
 
-        state: Any = load_file(str(path))
-    else:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    path = weights_file(weights, what)
+    state: Any = load_tensors(path)  # tensors only; a refused pickle or a corrupt file is one line
     while isinstance(state, dict) and len(state) == 1 and next(iter(state)) in STATE_DICT_KEYS:
         state = next(iter(state.values()))
     if isinstance(state, dict):

@@ -16,6 +16,13 @@ Three folder layouts are understood:
 A Hugging Face hub id (``"org/name"``) is looked up in the local Hugging Face cache only
 (``local_files_only``): nothing is ever downloaded. diffusers is imported inside the
 functions, so importing this module stays cheap.
+
+A damaged checkpoint is one line naming the file and the fix: a corrupt or truncated
+``.safetensors`` file (its header is read before diffusers sees it), a ``config.json`` /
+``scheduler_config.json`` / ``model_index.json`` that is not JSON, weights whose tensors do
+not fit their ``config.json`` (another channel count), and a ``.bin`` that ``torch.load``
+refuses with ``weights_only=True`` (it holds pickled objects, not only tensors). Weights are
+only ever read as tensors: safetensors, or ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -126,13 +133,29 @@ def _check_model_folder(folder: Path, what: str, variant: str | None = None) -> 
                                 f"expected {wanted} next to config.json")
 
 
+def read_json(file: Path) -> dict[str, Any]:
+    """A checkpoint's JSON file (``config.json``, ``scheduler_config.json``, ...) as a dict.
+
+    :raises ValueError: one line naming the file when it is not a JSON object.
+    """
+    try:
+        value = json.loads(Path(file).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{file} is corrupt, not JSON ({exc}); replace it with the checkpoint's "
+                         f"own {Path(file).name} (save_pretrained writes it)") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{file} is not a JSON object (got {type(value).__name__}); replace it "
+                         f"with the checkpoint's own {Path(file).name} (save_pretrained writes it)")
+    return value
+
+
 def scheduler_config(path: Path) -> dict[str, Any]:
     file = path / "scheduler_config.json" if path.is_dir() else path
     if not file.is_file():
         found = listing(path) if path.is_dir() else "no such file"
         raise FileNotFoundError(f"no scheduler configuration at {str(path)!r} (found: {found}); "
                                 "expected a folder with scheduler_config.json, or the JSON file")
-    return json.loads(file.read_text())
+    return read_json(file)
 
 
 def find_parts(root: Path, scheduler: str | Path | None = None, variant: str | None = None,
@@ -152,7 +175,7 @@ def find_parts(root: Path, scheduler: str | Path | None = None, variant: str | N
     vae: Path | None = None
     index = root / "model_index.json"
     if index.is_file():
-        for key, value in json.loads(index.read_text()).items():
+        for key, value in read_json(index).items():
             if key.startswith("_") or not isinstance(value, list) or len(value) != 2:
                 continue
             cls = str(value[1] or "")
@@ -239,7 +262,7 @@ def load_model(folder: Path, allowed: tuple[str, ...] | Mapping[str, type],
     :param str hint: appended to the error message of an unknown class.
     :raises ValueError: for a model class outside ``allowed``.
     """
-    config = json.loads((folder / "config.json").read_text())
+    config = read_json(folder / "config.json")
     name = config.get("_class_name")
     if name not in allowed:
         raise ValueError(f"unknown model class {name!r}: {folder / 'config.json'} describes a "
@@ -250,10 +273,127 @@ def load_model(folder: Path, allowed: tuple[str, ...] | Mapping[str, type],
         import diffusers
 
         cls = getattr(diffusers, name)
-    model = cls.from_pretrained(str(folder), torch_dtype=dtype, variant=variant,
-                                local_files_only=True, low_cpu_mem_usage=False)
+    weights = weights_files(folder, variant)
+    for file in weights:
+        if file.suffix == ".safetensors":
+            check_safetensors(file)
+    try:
+        with _diffusers_quiet():
+            model = cls.from_pretrained(str(folder), torch_dtype=dtype, variant=variant,
+                                        local_files_only=True, low_cpu_mem_usage=False)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise _weights_error(folder, weights, exc) from None
     model.requires_grad_(False)
     return model.to(device).eval()
+
+
+def weights_files(folder: Path, variant: str | None = None) -> list[Path]:
+    """The weight files of a model folder that diffusers would read (safetensors first)."""
+    stem = "diffusion_pytorch_model" + (f".{variant}" if variant else "")
+    for suffix in (".safetensors", ".bin"):
+        single = folder / (stem + suffix)
+        if single.is_file():
+            return [single]
+        shards = sorted(folder.glob(f"{stem}-*-of-*{suffix}"))
+        if shards:
+            return shards
+    return []
+
+
+def load_tensors(file: str | Path) -> Any:
+    """A weights file's content, as tensors only: ``.safetensors``, else ``torch.load`` with
+    ``weights_only=True``.
+
+    :raises ValueError: one line naming the file when it is corrupt, truncated, or holds
+        pickled objects that ``weights_only`` refuses (pnpkit never unpickles code).
+    """
+    import pickle
+
+    file = Path(file)
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        check_safetensors(file)
+        return load_file(str(file))
+    try:
+        return torch.load(str(file), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{file}: torch.load(weights_only=True) refuses it: the file holds pickled "
+                         "objects, not only tensors, and pnpkit never unpickles code; give the "
+                         "weights as a .safetensors file (safetensors.torch.save_file of the state "
+                         "dict)") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ValueError(f"{file} is corrupt or truncated ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); copy the weights again "
+                         "from where they came from") from None
+
+
+def check_safetensors(file: Path) -> None:
+    """Read a ``.safetensors`` file's header and check that its tensors fill the file.
+
+    :raises ValueError: one line naming the file when it is corrupt, empty or truncated.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError) as exc:
+        size = file.stat().st_size
+        raise ValueError(f"{file} is corrupt or truncated ({size} bytes; safetensors: {exc}); copy "
+                         "the weights again from where they came from") from None
+
+
+class _diffusers_quiet:
+    """diffusers' log off while a local model loads: its "defaulting to unsafe serialization"
+    note is wrong here (a ``.bin`` is read with ``weights_only=True``), and every failure is
+    raised, then said in one line by :func:`load_model`."""
+
+    def __enter__(self) -> None:
+        from diffusers.utils import logging
+
+        self.level = logging.get_verbosity()
+        logging.set_verbosity(logging.CRITICAL)  # its "error" on a missing .safetensors too
+
+    def __exit__(self, *exc: object) -> None:
+        from diffusers.utils import logging
+
+        logging.set_verbosity(self.level)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in out:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def _weights_error(folder: Path, weights: list[Path], exc: BaseException) -> ValueError:
+    """One line for a model whose weights diffusers could not load (never a hint to unpickle)."""
+    import pickle
+    import re
+
+    where = ", ".join(str(w) for w in weights) or str(folder)
+    chain = _chain(exc)
+    if any(isinstance(e, pickle.UnpicklingError) for e in chain) or (
+            weights and weights[0].suffix == ".bin" and "Unable to load weights" in str(exc)):
+        return ValueError(f"{where}: torch.load(weights_only=True) refuses it: the file holds "
+                          "pickled objects, not only tensors, and pnpkit never unpickles code; "
+                          "give the weights as diffusion_pytorch_model.safetensors (save_pretrained "
+                          "writes it)")
+    text = str(exc)
+    mismatch = re.search(r"size mismatch for ([\w.]+): copying a param with shape torch.Size\((\[[^\]]*\])\) "
+                         r"from checkpoint, the shape in current model is torch.Size\((\[[^\]]*\])\)", text)
+    if mismatch:
+        key, got, want = mismatch.groups()
+        return ValueError(f"{where}: the weights do not fit {folder / 'config.json'} ({key} is {got} "
+                          f"in the file, {want} for the config: another channel count or size); give "
+                          "the config.json saved with these weights")
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return ValueError(f"{where}: cannot be loaded ({type(exc).__name__}: {first}); check that the "
+                      "folder holds the config.json and weights save_pretrained wrote together")
 
 
 def build_scheduler(config: dict[str, Any]) -> Any:
