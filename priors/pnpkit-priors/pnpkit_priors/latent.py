@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .diffusion import DiffusersPrior
-from .loading import load_pretrained, loading_docs
+from .loading import find_parts, load_pretrained, loading_docs, resolve
 
 
 class LatentDiffusionPrior(DiffusersPrior):
@@ -99,9 +100,25 @@ class LatentDiffusionPrior(DiffusersPrior):
             ``revision``).
         """
         load.setdefault("unet_classes", cls.unet_classes)
+        _refuse_text_conditional(path_or_id, load)
         parts = load_pretrained(path_or_id, device, dtype, name=name, need_vae=True, **load)
         return cls(parts.unet, parts.scheduler, parts.vae, scaling_factor=scaling_factor,
                    name=parts.name, check_size=check_size, class_label=class_label)
+
+
+def _refuse_text_conditional(path_or_id: str | Path, load: dict[str, Any]) -> None:
+    """One line for a text-to-image checkpoint (Stable Diffusion's ``UNet2DConditionModel``)."""
+    try:
+        root = resolve(path_or_id, cache_dir=load.get("cache_dir"), revision=load.get("revision"))
+        unet = find_parts(root, scheduler=load.get("scheduler"), variant=load.get("variant")).unet
+        kind = json.loads((unet / "config.json").read_text()).get("_class_name")
+    except (OSError, ValueError):
+        return  # load_pretrained says what is wrong with the folder
+    if kind == "UNet2DConditionModel":
+        raise ValueError(f"{root.name}: unet/ holds a UNet2DConditionModel, a text-conditional "
+                         "network (Stable Diffusion's): the latent-diffusion prior runs "
+                         "unconditional UNet2DModel networks on the autoencoder's latents (as the "
+                         "CelebA-HQ LDM's, CompVis/ldm-celebahq-256); pnpkit has no text conditioning")
 
 
 @loading_docs

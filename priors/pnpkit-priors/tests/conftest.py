@@ -12,6 +12,13 @@ import torch
 from pnpkit.plugins import reset_manager
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The ``slow`` mark: tests of full-size networks (seconds each). ``make test`` runs them;
+    ``-m "not slow"`` leaves them out."""
+    config.addinivalue_line("markers", "slow: a full-size network (seconds); run by make test, "
+                                       "left out by -m 'not slow'")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _all_plugins() -> Any:
     """Every installed plugin is visible to ``pnpkit.create``, whatever ran before.

@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 import pnpkit
 from pnpkit import config as cfgmod
+from pnpkit import operators as ops
 from pnpkit import pipeline
 from pnpkit.testing import PriorContract
 from pnpkit_priors import diffusion as memory_mod
@@ -327,3 +328,31 @@ def test_a_network_too_large_for_the_memory_says_so_before_it_runs(
         assert prior.eps(x, 10).shape == shape
     monkeypatch.setenv("PNPKIT_MEMORY_CHECK", "0")
     assert prior.eps(x, 10).shape == shape
+
+
+# -- the full-width network ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_full_width_ffhq256_runs_one_dcdp_v2_iteration(tmp_path: Path) -> None:
+    """DPS's FFHQ 256 architecture at full width (93.6 M parameters, random weights), saved as
+    ``ffhq_10m.pt``, loaded by name, one DCDP V2 round on a 256 x 256 SR x4 problem: one
+    network call (about 5 s on one CPU thread)."""
+    import skimage.data
+
+    from pnpkit.data import image_to_tensor
+
+    torch.manual_seed(0)
+    net = randomised(ADMUNet(architecture("ffhq256")))
+    torch.save(net.state_dict(), tmp_path / "ffhq_10m.pt")
+    del net
+    prior = pnpkit.create("prior", "adm", preset="ffhq256", path=str(tmp_path / "ffhq_10m.pt"))
+    assert prior.num_parameters == 93_563_910 and prior.fixed_shape == (256, 256)
+    x = image_to_tensor(skimage.data.astronaut(), 256, 3)[None]
+    op = pnpkit.create("operator", "super-resolution", factor=4, shape=(3, 256, 256))
+    y = ops.measure(op, x)
+    solver = pnpkit.create("solver", "dcdp", preset="sr4", purification="tweedie", iterations=1,
+                           tau=2)
+    res = solver.solve(y, op, prior, generator=torch.Generator().manual_seed(0))
+    assert res.x.shape == (1, 3, 256, 256) and res.nfe == 1
+    assert torch.isfinite(res.x).all() and res.x.abs().max() <= 1  # the clipped Tweedie estimate
