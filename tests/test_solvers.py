@@ -180,7 +180,7 @@ def test_every_shipped_preset_resolves_as_before(all_plugins):
             sr4.rho) == (100, 1, 1.7, 0.0, "ddpm", 1e-4, 1.0, 7.0)
     dcdp = pnpkit.get_manager().get("solver", "dcdp").factory(preset="phase-retrieval")
     assert (dcdp.iterations, dcdp.tau, dcdp.lr, dcdp.t_start, dcdp.t_end,
-            dcdp.lr_reference_entries) == (200, 100, 500.0, 1000, 20, 3 * 512 * 512)
+            dcdp.lr_reference_entries) == (200, 100, 500.0, 1000, 20, 3 * 384 * 384)
 
 
 def test_solvers_are_typed_with_the_core_interfaces(all_plugins):

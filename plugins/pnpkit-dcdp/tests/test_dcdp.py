@@ -8,6 +8,7 @@ import torch
 
 import pnpkit
 from pnpkit.operators import MatrixOperator
+from pnpkit.solvers import SolveContext
 from pnpkit.testing import GaussianDiffusionPrior, SolverContract
 from pnpkit_dcdp import DCDP, linear_schedule
 
@@ -46,7 +47,9 @@ def _inpainting(n: int = 64, keep: float = 0.5, sigma: float = 0.0, shape=(1, 64
     return op, x, pnpkit.operators.measure(op, x, g)
 
 
-@pytest.mark.parametrize("purification,nfe", [("tweedie", 5), ("ddim", 20 + 20 + 20 + 20 + 1)])
+# Strengths 200, 150, 100, 50, 1: 20 DDIM calls each, and 2 for the last (the authors' code
+# noises a strength of 1 at timestep 0 and denoises from timestep 1).
+@pytest.mark.parametrize("purification,nfe", [("tweedie", 5), ("ddim", 20 + 20 + 20 + 20 + 2)])
 def test_nfe_per_version(purification, nfe):
     op, x, y = _inpainting()
     res = DCDP(iterations=5, tau=10, lr=10.0, t_start=200, purification=purification).solve(
@@ -125,12 +128,13 @@ def test_nonlinear_operator_through_autograd():
 
 
 def test_the_papers_t0_of_1000_runs_at_the_last_timestep():
-    # The phase-retrieval preset starts at T0 = 1000, as the paper writes it, on a schedule
-    # whose last index is 999: the first purification runs at 999, the rest as scheduled.
+    # The phase-retrieval preset starts at T0 = 1000, as the paper writes it; the authors'
+    # code noises a strength T to timestep T - 1, so T0 = 1000 runs at the last index, 999.
     op, x, y = _inpainting()
     solver = DCDP(iterations=3, tau=5, lr=10.0, t_start=1000, t_end=20, purification="tweedie")
     assert solver.strengths()[0] == 1000
-    assert solver.strengths(num_timesteps=1000) == [999, 510, 20]
+    assert solver.strengths(num_timesteps=1000) == [1000, 510, 20]
+    assert DCDP(iterations=2, t_start=2000).strengths(num_timesteps=1000)[0] == 1000
 
     class Recording(GaussianDiffusionPrior):
         """Records the timestep of every purification (one Tweedie call each)."""
@@ -146,7 +150,86 @@ def test_the_papers_t0_of_1000_runs_at_the_last_timestep():
     prior = Recording()
     assert prior.num_timesteps == 1000
     res = solver.solve(y, op, prior, generator=torch.Generator().manual_seed(0))
-    assert prior.seen == [999, 510, 20] and res.nfe == 3
+    assert prior.seen == [999, 509, 19] and res.nfe == 3
+
+
+class NoiselessPurification(GaussianDiffusionPrior):
+    """Forward noising without noise, so a solve is deterministic whatever the batch."""
+
+    def noise(self, x0, t, generator=None, noise=None):
+        return super().noise(x0, t, noise=torch.zeros_like(x0))
+
+
+@pytest.mark.parametrize("purification,early_stop", [("tweedie", False), ("ddim", True)])
+def test_a_batch_equals_its_items_solved_one_by_one(purification, early_stop):
+    """Each image's loss is its own mean, so a batch takes every image's own step (the
+    batch mean took half of it at a batch of 2), and early stopping is per image."""
+    n = 64
+    rows = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:40]
+    calls = []
+
+    class Counting(MatrixOperator):
+        def A(self, v, **kw):
+            calls.append(v.shape[0])
+            return super().A(v)
+
+    op = Counting(torch.eye(n)[rows], shape=(1, n), sigma=0.05)
+    g = torch.Generator().manual_seed(1)
+    x = torch.stack([0.6 * torch.randn(1, n, generator=g), 0.1 * torch.randn(1, n, generator=g)])
+    y = op.A(x) + 0.05 * torch.randn(2, 40, generator=g)
+    solver = DCDP(iterations=3, tau=60, lr=20.0, t_start=100, t_end=20, purification=purification,
+                  early_stop=early_stop)
+    calls.clear()
+    batch = solver.solve(y, op, NoiselessPurification()).x
+    alone, per_item = [], []
+    for i in range(2):
+        calls.clear()
+        alone.append(solver.solve(y[i:i + 1], op, NoiselessPurification()).x)
+        per_item.append(len(calls))
+    torch.testing.assert_close(batch, torch.cat(alone), rtol=1e-5, atol=1e-6)
+    if early_stop:
+        assert per_item[0] != per_item[1], "the two images stop after different numbers of steps"
+
+
+def test_one_data_step_of_a_batch_is_each_images_own_step():
+    op, x, y = _inpainting()
+    solver = DCDP(iterations=1, tau=1, lr=10.0, momentum=0.0)
+    ctx = SolveContext(y.repeat(2, 1), op, GaussianDiffusionPrior(), None, None)
+    start = torch.zeros(2, 1, 64)
+    moved = solver.data_step(ctx, start, 10.0, None) - start
+    alone = solver.data_step(SolveContext(y, op, GaussianDiffusionPrior(), None, None),
+                             start[:1], 10.0, None) - start[:1]
+    # lr 10 on mean((y - A x)^2) over 32 entries: a step of 2 * 10 / 32 * A^T y, per image.
+    torch.testing.assert_close(alone, (2 * 10.0 / 32) * op.A_adjoint(y))
+    torch.testing.assert_close(moved, alone.repeat(2, 1, 1))
+
+
+def test_the_authors_learning_rate_references():
+    # Box inpainting: the authors' loss is a mean over all 3 x 256^2 entries of y = m * x;
+    # phase retrieval: 3 x 384^2 (256 padded by a quarter of the side on each side).
+    assert DCDP(preset="box-inpainting").lr_reference_entries == 3 * 256 * 256
+    assert DCDP(preset="phase-retrieval").lr_reference_entries == 3 * 384 * 384
+    assert DCDP(preset="sr4").lr_reference_entries == 3 * 64 * 64
+
+
+def test_version_1_noises_to_t_minus_1_and_runs_the_authors_ddim_grid():
+    op, x, y = _inpainting()
+    seen = {"noise": [], "grids": []}
+
+    class Recording(GaussianDiffusionPrior):
+        def noise(self, x0, t, generator=None, noise=None):
+            seen["noise"].append(int(t))
+            return super().noise(x0, t, generator, noise)
+
+        def ddim(self, x_t, t, steps=20, eta=0.0, clip=True, generator=None, timesteps=None):
+            seen["grids"].append(list(timesteps))
+            return super().ddim(x_t, t, steps, eta, clip, generator, timesteps)
+
+    prior = Recording()
+    res = DCDP(iterations=2, tau=5, lr=10.0, t_start=400, t_end=0).solve(y, op, prior)
+    assert seen["noise"] == [399, 0]
+    assert seen["grids"][0][0] == 399 and seen["grids"][0][-1] == 0 and len(seen["grids"][0]) == 20
+    assert seen["grids"][1] == [1, 0] and res.nfe == 22
 
 
 class FakeConsistency(GaussianDiffusionPrior):
@@ -162,6 +245,30 @@ def test_consistency_purification_is_one_call_per_round():
     res = DCDP(iterations=4, tau=5, lr=10.0, t_start=100, purification="consistency").solve(
         y, op, FakeConsistency(), generator=torch.Generator().manual_seed(0))
     assert res.nfe == 4 and torch.isfinite(res.x).all()
+
+
+def test_consistency_levels_are_in_the_models_own_range():
+    """The DDPM level of T0 = 1000 (157) exceeds a consistency model's sigma_max of 80: the
+    levels are clamped to its range before the noise is added, and can be given directly."""
+    op, x, y = _inpainting()
+    seen = []
+
+    class Ranged(FakeConsistency):
+        sigma_min, sigma_max = 0.002, 80.0
+
+        def f(self, x_t, sigma):
+            seen.append((sigma, float((x_t - self.start).std())))
+            return super().f(x_t, sigma)
+
+    prior = Ranged()
+    solver = DCDP(iterations=3, tau=1, lr=0.0, t_start=1000, t_end=0, purification="consistency",
+                  init="pinv")
+    assert solver.consistency_levels(prior) == pytest.approx([80.0, 40.005, 0.01], abs=1e-3)
+    prior.start = pnpkit.operators.pseudo_inverse(op, y)
+    solver.solve(y, op, prior, generator=torch.Generator().manual_seed(0))
+    assert seen[0][0] == 80.0 and abs(seen[0][1] / 80.0 - 1) < 0.3, "noise of the level used"
+    given = DCDP(iterations=3, purification="consistency", sigma_start=20.0, sigma_end=0.002)
+    assert given.consistency_levels(prior) == pytest.approx([20.0, 10.001, 0.002])
 
 
 class ToyLatent(GaussianDiffusionPrior):
