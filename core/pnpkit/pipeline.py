@@ -19,6 +19,7 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import statistics
@@ -191,7 +192,9 @@ class Pipeline:
                               "prior's rate)")
         if "measurement" not in data:
             for item in load_items(data, self.config.base_dir, prior_rate):
+                self._check_prior(f"item {item.id!r}", item.kind, tuple(item.signal.shape), True)
                 self._check_tile(tuple(item.signal.shape[1:]))
+                self._check_memory(tuple(item.signal.shape))
                 self.operator_for(tuple(item.signal.shape))  # kernel / mask errors surface now
                 out.append((item, None))
             return out
@@ -205,9 +208,48 @@ class Pipeline:
             how = measured.plan(one, self._op_component, self.op_settings, self.base_prior,
                                 self.operator_for, float(data.get("overlap", 1.0)))
             if one.kind == "image":
+                self._check_prior(str(one.path), one.kind, tuple(how.signal_shape), False)
                 self._check_tile(how.signal_shape[1:])
+            self._check_memory(tuple(how.signal_shape))
             out.append((one, how))
         return out
+
+    def _check_prior(self, what: str, kind: str, shape: tuple[int, ...], simulated: bool) -> None:
+        """Pictures the prior cannot take (another channel count; another size than a prior
+        of one fixed size runs at) are refused here, before anything is written, with hints
+        that work."""
+        if kind != "image":
+            return
+        from .measured import prior_channels
+
+        name = self._prior_component.name
+        want = prior_channels(self.base_prior)
+        if want is not None and shape[0] != want:
+            fix = (f"set [data] channels = {want}" if simulated or want == 1
+                   else f"give a {want}-channel measurement or use a {shape[0]}-channel prior")
+            raise ValueError(f"{what}: {shape[0]}-channel pictures, but prior {name!r} models "
+                             f"{want}-channel ones; {fix}")
+        fixed = getattr(self.base_prior, "fixed_shape", None)
+        if not fixed or len(fixed) != len(shape) - 1:
+            return
+        fixed = tuple(int(f) for f in fixed)
+        size = " x ".join(map(str, fixed))
+        if "tile" in self.tiling:
+            tile = int(self.tiling["tile"])
+            if (tile,) * len(fixed) != fixed:
+                fix = f"set tile = {fixed[0]}" if len(set(fixed)) == 1 else "drop tile"
+                raise ValueError(f"[prior] tile = {tile}, but prior {name!r} runs at {size} only; {fix}")
+            return
+        if tuple(shape[1:]) != fixed:
+            hints = []
+            if simulated and len(set(fixed)) == 1:
+                hints.append(f"resize the data ([data] size = {fixed[0]})")
+            if len(set(fixed)) == 1:
+                hints.append(f"run it on tiles of its size ([prior] tile = {fixed[0]})")
+            if "check_size" in inspect.signature(self._prior_component.factory).parameters:
+                hints.append("let it run at any size ([prior] check_size = false)")
+            raise ValueError(f"{what}: {' x '.join(map(str, shape[1:]))} pictures, but prior "
+                             f"{name!r} runs at {size} only; " + ", or ".join(hints))
 
     def _check_tile(self, spatial: tuple[int, ...]) -> None:
         if "tile" in self.tiling:
@@ -215,6 +257,21 @@ class Pipeline:
 
             tile = int(self.tiling["tile"])
             check_tile(tile, int(self.tiling.get("overlap", tile // 4)), spatial)
+
+    def _check_memory(self, shape: tuple[int, ...]) -> None:
+        """A prior that can tell (``check_memory``) refuses a network call that cannot fit in
+        free memory, before anything runs: one item without gradients, at the size its network
+        sees (the whole signal, its fixed window, or the tile)."""
+        check = getattr(self.base_prior, "check_memory", None)
+        if check is None:
+            return
+        spatial = tuple(shape[1:])
+        fixed = getattr(self.base_prior, "fixed_shape", None)
+        if "tile" in self.tiling:
+            spatial = (int(self.tiling["tile"]),) * len(spatial)
+        elif fixed is not None and len(fixed) == len(spatial):
+            spatial = tuple(fixed)
+        check((1, shape[0], *spatial), grad=False)
 
     # -- running -----------------------------------------------------------------------------
     def run(self, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:

@@ -304,7 +304,7 @@ class DiffusersPrior(DiffusionPrior):
         :return: the network's prediction (in its parametrisation), like ``x_t``.
         """
         self.net.check(x_t)
-        self.check_memory(tuple(x_t.shape))
+        check_unet_memory(self.memory, self.net, tuple(x_t.shape), None, self.precision)
         return self.net(x_t, t)
 
     @classmethod

@@ -54,6 +54,19 @@ class LatentDiffusionPrior(DiffusersPrior):
         scale = 2 ** (len(self.vae.config.get("block_out_channels") or [0]) - 1)
         return tuple(s * scale for s in latent)
 
+    def check_memory(self, shape: tuple[int, ...], grad: bool | None = None) -> None:
+        """Raise ``MemoryError`` when one call of the latent network on the latents of signals
+        of ``shape`` cannot fit (see :class:`~pnpkit_priors.diffusion.MemoryCheck`; the
+        autoencoder is not counted). Each network call checks its own latents too.
+
+        :param tuple shape: the signals' (B, C, H, W); their latents are the autoencoder's
+            down-sampling smaller.
+        :param bool grad: whether the call keeps its activations for a backward pass.
+        """
+        f = 2 ** (len(self.vae.config.get("block_out_channels") or [0]) - 1)
+        latents = (shape[0], int(self.net.shape[0]), *(-(-int(s) // f) for s in shape[2:]))
+        super().check_memory(latents, grad)
+
     def _vae_in(self, x: Tensor) -> Tensor:
         p = next(self.vae.parameters())
         return x.to(device=p.device, dtype=p.dtype)

@@ -289,6 +289,37 @@ tau = 3
 # -- memory -----------------------------------------------------------------------------------
 
 
+def test_the_pipeline_checks_memory_before_the_output_folder(
+        ffhq: tuple[Any, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text(f"""
+output = "out"
+[data]
+sample = "astronaut"
+size = 64
+channels = 3
+[operator]
+name = "super-resolution"
+factor = 4
+[prior]
+name = "adm"
+preset = "ffhq256"
+path = "{ffhq[1]}"
+num_channels = {WIDTH}
+check_size = false
+[solver]
+name = "dcdp"
+preset = "sr4"
+iterations = 1
+""")
+    monkeypatch.setattr(memory_mod, "available_memory", lambda device: 2**20)
+    with pytest.raises(MemoryError, match=r"needs about \d+ MiB for one network call on 1 x 3 x 64 x "
+                                          r"64 inputs .* but cpu has 1 MiB free"):
+        pipeline.run(cfgmod.load(config), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+
 def test_the_memory_estimate_at_full_size() -> None:
     """The estimate of the full FFHQ 256 network at 256 x 256 against the measured peaks
     (resident set on CPU: 1.75 GiB with a backward pass, 0.27 GiB without)."""

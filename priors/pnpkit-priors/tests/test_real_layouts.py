@@ -90,6 +90,19 @@ def test_celebahq_ldm_folder_loads_with_its_parts(ldm: tuple[Path, Any, Any, Any
         assert prior.decode(z).dtype == torch.float32
 
 
+def test_celebahq_ldm_memory_is_estimated_on_latents(ldm: tuple[Path, Any, Any, Any]) -> None:
+    prior = pnpkit.create("prior", "latent-diffusion", path=str(ldm[0]))
+    image = prior.memory.estimate((1, 3, 16, 16), grad=False)
+    assert image > 0
+    calls = []
+    prior.memory.check = lambda shape, *a, **k: calls.append(shape)  # type: ignore[method-assign]
+    prior.check_memory((1, 3, 64, 64))  # a picture's shape: its latents are checked
+    prior.check_memory((2, 3, 30, 32))
+    with torch.no_grad():
+        prior.eps(torch.zeros(1, 3, 16, 16), 10)  # a network call checks its latents
+    assert calls == [(1, 3, 16, 16), (2, 3, 8, 8), (1, 3, 16, 16)]
+
+
 def test_dcdp_on_the_celebahq_ldm(ldm: tuple[Path, Any, Any, Any]) -> None:
     """Both of DCDP's latent approaches run a round on the VQ autoencoder (decoding quantises)."""
     prior = pnpkit.create("prior", "latent-diffusion", path=str(ldm[0]))
