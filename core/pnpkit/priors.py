@@ -220,7 +220,8 @@ class DiffusionPrior(Prior):
             return float(self.num_timesteps - 1)
         i = int(torch.searchsorted(logs, torch.tensor(s, dtype=torch.float64))) - 1
         lo, hi = float(logs[i]), float(logs[i + 1])
-        return float(i) if s == lo else i + (s - lo) / (hi - lo)
+        t = i + (s - lo) / (hi - lo)
+        return float(round(t)) if abs(t - round(t)) < 1e-9 else t  # a step's own level: the step
 
     def sigma(self, t: int | Tensor) -> Tensor:
         """Noise-to-signal ratio ``sqrt((1 - abar_t) / abar_t)`` (the VE-equivalent noise level)."""
@@ -357,7 +358,7 @@ class DiffusionPrior(Prior):
         a_t = torch.full((x.shape[0],) + (1,) * (x.dim() - 1), a, dtype=x.dtype, device=x.device)
         x_t = a_t.sqrt() * x
         self.nfe += 1
-        eps = self._eps_from_output(self.network(x_t, tt), x_t, a_t)
+        eps = self._eps_from_output(self.run_network(x_t, tt), x_t, a_t)
         return (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
 
 
