@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ProjDiff", "equivalent_noise_std", "karras_sigmas"]
+__all__ = ["ProjDiff", "Spectral", "ddpm_timesteps", "equivalent_noise_std", "karras_sigmas", "range_gain"]
 
 
 def __getattr__(name: str) -> Any:

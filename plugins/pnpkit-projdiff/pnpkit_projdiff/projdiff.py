@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -14,59 +15,162 @@ from pnpkit.operators import Operator
 from pnpkit.priors import Prior, karras_sigmas, randn_like
 from pnpkit.solvers import IterativeSolver, SolveContext, check_choice
 
-__all__ = ["ProjDiff", "equivalent_noise_std", "karras_sigmas"]  # karras_sigmas: re-exported from the core
+__all__ = ["ProjDiff", "Spectral", "ddpm_timesteps", "equivalent_noise_std", "karras_sigmas",
+           "range_gain"]  # karras_sigmas: re-exported from the core
+
+#: A A^T counts as c I on the range of A when it is within this relative distance of it.
+PROPORTIONAL = 1e-3
 
 
-def equivalent_noise_std(operator: Operator, y: Tensor, sigma_y: float, samples: int = 4,
-                         generator: torch.Generator | None = None) -> float:
-    """Std of the measurement noise seen through ``A^+`` on its range, ``sigma_eq``.
+def ddpm_timesteps(steps: int, total: int) -> list[int] | list[float]:
+    """``steps`` timesteps of a ``total``-step schedule, largest first, the last one 0.
 
-    ``sigma_eq^2 = sigma_y^2 E||A^+ n||^2 / (m E||n||^2 / m)`` estimated with a few draws of
-    ``n``; it is ``sigma_y`` for inpainting and ``r sigma_y`` for r-fold average-pooling.
+    The authors' stride ``total / steps`` (``range(0, total, total // steps)`` reversed when
+    ``steps`` divides ``total``: 990, 980, ..., 0 for 100 of 1000), rounded; more steps than
+    the schedule has are fractional timesteps, evenly from ``total - 1`` down to 0 (the
+    diffusion prior's ``denoise`` runs the network at fractional timesteps).
+
+    >>> ddpm_timesteps(100, 1000)[:2], ddpm_timesteps(100, 1000)[-1]
+    ([990, 980], 0)
+    >>> ddpm_timesteps(300, 1000)[-3:], len(ddpm_timesteps(300, 1000))
+    ([7, 3, 0], 300)
+    >>> ddpm_timesteps(3, 2)
+    [1.0, 0.5, 0.0]
+    """
+    if steps <= total:
+        return [round((steps - 1 - i) * total / steps) for i in range(steps)]
+    return [(steps - 1 - i) * (total - 1) / (steps - 1) for i in range(steps)]
+
+
+def range_gain(operator: Any, like: Tensor) -> tuple[float, float]:
+    """``(c, d)``: the gain of ``A A^T`` on the range of ``A`` and its distance from ``c I``.
+
+    One probe ``u = A z`` (``z`` drawn from a fixed generator, like one item of ``like``):
+    ``c = <A A^T u, u> / <u, u>`` and ``d = ||A A^T u - c u|| / ||c u||``. ``d`` is 0 (to
+    float precision) exactly when ``A A^T = c I`` on the range: inpainting (c = 1), r-fold
+    average pooling (c = 1 / r^2), the mixture of K sources (c = K).
+    """
+    z = randn_like(like[:1], torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        u = operator.A(z)
+        w = operator.A(operator.A_adjoint(u))
+    uu = float((u.conj() * u).real.sum())
+    c = float((w.conj() * u).real.sum()) / uu
+    d = float((w - c * u).abs().pow(2).sum().sqrt()) / (abs(c) * math.sqrt(uu))
+    return c, d
+
+
+def equivalent_noise_std(operator: Any, like: Tensor, sigma_y: float) -> float:
+    """``sigma_eq``: the std of measurement noise of std ``sigma_y`` seen in signal space.
+
+    The operator's own ``equivalent_noise_variance(variance)`` when it has one (phase
+    retrieval: the padded over the original pixel count, 2.25 for 256 -> 384), else
+    ``sigma_y / sqrt(c)`` with ``c`` the gain of ``A A^T`` on its range (:func:`range_gain`):
+    ``sigma_y`` for inpainting, ``r sigma_y`` for r-fold average pooling, as the authors'
+    ``eq_var``. Exact where ``A A^T`` is proportional to I on its range; elsewhere the
+    authors use one level per singular value instead (:class:`ProjDiff`'s SVD scheme).
+
+    :param like: a signal-shaped tensor (its first item's shape is probed).
     """
     if sigma_y <= 0:
         return 0.0
-    total = 0.0
-    for _ in range(samples):
-        n = randn_like(y, generator)
-        total += float(ops.pseudo_inverse(operator, n).pow(2).sum() / n.pow(2).sum())
-    return sigma_y * math.sqrt(total / samples)
+    own = getattr(operator, "equivalent_noise_variance", None)
+    if callable(own):
+        return math.sqrt(float(own(float(sigma_y) ** 2)))
+    c, _ = range_gain(operator, like)
+    return float(sigma_y) / math.sqrt(c)
+
+
+class Spectral:
+    """The SVD ``A = U diag(s) V^T`` of a linear operator, in coordinates ``c = V^T x``.
+
+    Computed densely: ``A`` applied to the ``n`` unit signals of one item's shape gives the
+    ``(m, n)`` matrix, whose full SVD (float64) gives ``V`` (n x n, null space included).
+    Singular values below ``threshold`` times the largest are set to 0 (their coordinates
+    then count as null space), as the authors' deblurring SVD does with 3e-2.
+
+    :param operator: the linear operator.
+    :param like: a signal-shaped tensor (B, *shape).
+    :param y: the measurements (B, ...), for ``ybar = (U^T y) / s`` (the pseudo-inverse's
+        coordinates) on the kept singular values.
+    :param float threshold: relative cut-off of the singular values.
+    """
+
+    def __init__(self, operator: Any, like: Tensor, y: Tensor, threshold: float) -> None:
+        self.shape = tuple(like.shape[1:])
+        self.dtype, self.device = like.dtype, like.device
+        n = like[0].numel()
+        cols = []
+        with torch.no_grad():
+            for start in range(0, n, 256):
+                k = min(256, n - start)
+                e = torch.zeros(k, n, dtype=like.dtype, device=like.device)
+                e[torch.arange(k), start + torch.arange(k)] = 1
+                cols.append(operator.A(e.view(k, *self.shape)).reshape(k, -1).to(torch.float64))
+        matrix = torch.cat(cols).T  # (m, n)
+        u, s, vh = torch.linalg.svd(matrix, full_matrices=True)
+        keep = s > threshold * float(s.max()) if s.numel() else s > 0
+        self.vh = vh  # rows: the right singular vectors
+        self.s = torch.zeros(n, dtype=torch.float64, device=like.device)
+        self.s[: s.numel()] = torch.where(keep, s, torch.zeros_like(s))
+        self.kept = self.s > 0
+        uty = y.reshape(y.shape[0], -1).to(torch.float64) @ u  # (B, m): U^T y per item
+        self.ybar = torch.zeros(y.shape[0], n, dtype=torch.float64, device=like.device)
+        r = s.numel()
+        self.ybar[:, :r] = torch.where(keep, uty[:, :r] / s.clamp_min(1e-300), torch.zeros_like(s))
+
+    def vt(self, x: Tensor) -> Tensor:
+        """``V^T x`` per item, (B, n) float64."""
+        return x.reshape(x.shape[0], -1).to(torch.float64) @ self.vh.T
+
+    def v(self, c: Tensor) -> Tensor:
+        """``V c`` per item, shaped and typed like the signal."""
+        return (c @ self.vh).view(c.shape[0], *self.shape).to(self.dtype)
 
 
 @dataclass(kw_only=True)
 class ProjDiff(IterativeSolver):
     """ProjDiff (arXiv:2406.06959): the diffusion denoiser as a truncated gradient, then a projection.
 
-    With noise levels ``sigma_1 > ... > sigma_S`` (the DDPM timesteps' VE-equivalent levels
-    ``sqrt((1 - abar_t) / abar_t)``, or Karras levels as the audio model), and the prior's
-    denoiser ``D(x, sigma)`` (Tweedie):
+    As the authors' code (``efficient_generalized_steps*``) runs it, in variance-exploding
+    form: noise levels ``sigma_1 > ... > sigma_S`` (the DDPM timesteps' levels
+    ``sqrt((1 - abar_t) / abar_t)``, the grid ending at t = 0, or Karras levels as the audio
+    model), the prior's denoiser ``D(x, sigma)`` (Tweedie), ``x_0 = D(sigma_1 z, sigma_1)``,
+    then per level, ``repeats`` times:
 
     .. math::
 
         x &= x_0 + \\sigma_s\\,\\epsilon, \\quad \\epsilon \\sim \\mathcal N(0, I)\\\\
-        v &\\leftarrow \\beta v + (1 - \\beta)\\,\\big(D(x, \\sigma_s) - x_0\\big)\\\\
+        v &\\leftarrow \\beta v + (1 - \\beta)\\,\\big(D(x, \\sigma_s) - x_0\\big)
+             \\quad (v = D(x, \\sigma_s) - x_0 \\text{ at the first step})\\\\
         x_0 &\\leftarrow P_y(x_0 + \\eta\\, v)
 
-    repeated ``repeats`` times per level. The step direction is the denoiser residual (the
-    gradient through the denoiser is truncated: no backpropagation), and ``P_y`` is the
-    operator's projection onto {x : A x = y} (:func:`pnpkit.operators.project`).
-    :meth:`step` is one level of that loop; :meth:`setup` puts the levels, the momentum
-    ``v`` and the noisy-measurement quantities in the state.
+    The step direction is the denoiser residual (the gradient through the denoiser is
+    truncated: no backpropagation), ``P_y`` the operator's projection onto {x : A x = y}
+    (:func:`pnpkit.operators.project`). :meth:`step` is one level of that loop; :meth:`setup`
+    puts the levels, the momentum and the noisy-measurement quantities in the state.
 
-    Nonlinear operators (phase retrieval) use their own ``project`` (magnitude replacement)
-    before noising as well as after each step: the sample is drawn and the residual taken
-    at ``P_y(x_0)``, the step is taken from ``x_0``.
+    Nonlinear operators (phase retrieval) use their own ``project`` (magnitude replacement):
+    the sample is drawn around ``P_y(x_0)``, the residual and the step taken from ``x_0``,
+    then projected, as the authors' phase-retrieval loop.
 
-    Noisy measurements (``sigma_y > 0``): the noise seen through ``A^+`` gives an equivalent
-    level ``sigma_eq`` (``alpha_obs = 1 / (1 + sigma_eq^2)``). While ``sigma_s >= sigma_eq``
-    the range of ``A^+ A`` of the noisy sample is drawn from the auxiliary observation
-    ``A^+ y`` (noised from ``sigma_eq`` up to ``sigma_s``), its null space from ``x_0``, and
-    ``x_0`` is replaced by the denoised estimate. Once ``sigma_s < sigma_eq`` the auxiliary
-    sample is frozen: its range component carries the noise it implies,
-    ``(A^+ y - A^+ A x_0) / sigma_eq`` scaled to ``sigma_s``, and ``x_0`` moves by ``eta``
-    towards the denoised estimate without projecting (projecting would fit the noise). This
-    follows the paper's description of its two regimes; the authors' code was not available
-    to check the details.
+    Noisy measurements (``sigma_y > 0``), the authors' two schemes:
+
+    - **scalar** (operators with ``A A^T = c I`` on their range: inpainting, average pooling,
+      mixtures; and phase retrieval): one equivalent level ``sigma_eq``
+      (:func:`equivalent_noise_std`; ``alpha_obs = 1 / (1 + sigma_eq^2)``) and an auxiliary
+      sample ``x_obs``, first ``x_0 + sigma_eq z``. While ``sigma_s >= sigma_eq``:
+      ``x = x_obs + sqrt(sigma_s^2 - sigma_eq^2) n``, ``x_0 = D(x, sigma_s)`` and
+      ``x_obs = P_y(x_0 + sigma_eq z)``. Below: ``x_obs`` is frozen (its null-space noise
+      included), ``x = x_0 + sigma_s (x_obs - x_0) / sigma_eq`` and
+      ``x_0 <- x_0 + eta (D(x, sigma_s) - x_0)``, never projected.
+    - **svd** (any other linear operator: bicubic SR, deblurring): the same per coordinate of
+      the SVD ``A = U diag(s) V^T``, each with its own level ``sigma_y / s_i`` (0 on the null
+      space), the auxiliary sample's range coordinates held at ``(U^T y)_i / s_i``
+      (the authors' ``efficient_generalized_steps_noisy_SVD``; singular values below
+      ``svd_threshold`` times the largest count as 0, their deblurring's 3e-2). The SVD is
+      computed densely (:class:`Spectral`) for signals of at most ``svd_max_entries``
+      entries; beyond, ``"auto"`` falls back to the scalar scheme with a warning.
 
     :param str preset: ``sr4``, ``random-inpainting``, ``box-inpainting``,
         ``gaussian-deblur`` (with ``-noisy`` variants), ``phase-retrieval``,
@@ -75,12 +179,19 @@ class ProjDiff(IterativeSolver):
     :param int repeats: inner repeats N per level.
     :param float eta: step size.
     :param float beta: momentum (0 for images, 0.5 for audio).
-    :param str levels: ``"ddpm"`` (S of the prior's timesteps, 990, 980, ... for S = 100) or
-        ``"karras"``.
+    :param str levels: ``"ddpm"`` (S of the prior's timesteps: 990, 980, ..., 0 for S = 100,
+        :func:`ddpm_timesteps`) or ``"karras"``.
     :param float sigma_min: smallest Karras level.
     :param float sigma_max: largest Karras level.
     :param float rho: Karras spacing exponent.
+    :param float clamp: clamp the denoiser's output to [-clamp, clamp] (0: never; the
+        separation preset: 1, as the MSDM model's denoiser the authors' music code uses).
     :param bool noisy: use the noisy-measurement scheme when the operator has noise.
+    :param str noisy_scheme: ``"auto"`` (the authors' choice: scalar where ``A A^T`` is
+        proportional to I or the operator is nonlinear, svd otherwise), ``"scalar"`` or
+        ``"svd"``.
+    :param float svd_threshold: relative cut-off of the singular values of the svd scheme.
+    :param int svd_max_entries: the largest signal (entries per item) whose SVD is computed.
 
     >>> from pnpkit.testing import GaussianDiffusionPrior, toy_problem
     >>> op, _, x, y = toy_problem(n=64, m=40)
@@ -101,10 +212,10 @@ class ProjDiff(IterativeSolver):
         "phase-retrieval": dict(iterations=1000, eta=1.5),
         "phase-retrieval-noisy": dict(iterations=1000, eta=1.9),
         "separation": dict(iterations=150, repeats=5, eta=0.1, beta=0.5, levels="karras",
-                           sigma_min=1e-4, sigma_max=1.0, rho=7.0),
+                           sigma_min=1e-4, sigma_max=1.0, rho=7.0, clamp=1.0),
     }
     BASE: ClassVar[dict[str, Any]] = dict(iterations=100, eta=1.0, repeats=1, beta=0.0, levels="ddpm",
-                                          sigma_min=1e-4, sigma_max=1.0, rho=7.0)
+                                          sigma_min=1e-4, sigma_max=1.0, rho=7.0, clamp=0.0)
 
     preset: str | None = None
     iterations: int | None = None  # type: ignore[assignment]
@@ -115,82 +226,154 @@ class ProjDiff(IterativeSolver):
     sigma_min: float | None = None
     sigma_max: float | None = None
     rho: float | None = None
+    clamp: float | None = None
     noisy: bool = True
+    noisy_scheme: str = "auto"
+    svd_threshold: float = 3e-2
+    svd_max_entries: int = 4096
 
     def __post_init__(self) -> None:
         self.apply_preset()
         check_choice(self.name, "levels", self.levels, ("ddpm", "karras"))
+        check_choice(self.name, "noisy_scheme", self.noisy_scheme, ("auto", "scalar", "svd"))
         if self.repeats < 1:
             raise ValueError(f"projdiff: repeats must be >= 1, got {self.repeats}")
+        if not self.clamp >= 0:
+            raise ValueError(f"projdiff: clamp must be >= 0 (0: never clamp), got {self.clamp}")
         super().__post_init__()
 
     # -- noise levels ------------------------------------------------------------------------
+    def timesteps(self, prior: Prior) -> list[Any]:
+        """The S timesteps of ``"ddpm"`` levels (:func:`ddpm_timesteps`), None for Karras."""
+        if self.levels == "karras":
+            return [None] * int(self.iterations)
+        return list(ddpm_timesteps(int(self.iterations), int(prior.num_timesteps)))
+
     def noise_levels(self, prior: Prior) -> list[float]:
         """The S levels, largest first (``"ddpm"`` levels need a diffusion prior's schedule)."""
         if self.levels == "karras":
             return karras_sigmas(int(self.iterations), float(self.sigma_min), float(self.sigma_max),
                                  float(self.rho))
-        total = prior.num_timesteps
-        stride = total // int(self.iterations)
-        ts = [max(0, total - stride * (i + 1)) for i in range(int(self.iterations))]  # 990 ... 0
-        return [float(prior.sigma(t)) for t in ts]
+        out = []
+        probe = torch.zeros(1, dtype=torch.float64)
+        for t in self.timesteps(prior):
+            a = float(prior.abar(t, probe).flatten()[0])
+            out.append(math.sqrt((1 - a) / a))
+        return out
+
+    def denoised(self, ctx: SolveContext, x: Tensor, sigma: float, t: Any) -> Tensor:
+        """``D(x, sigma)``: Tweedie at the integer timestep ``t`` of a ``"ddpm"`` level (the
+        network at exactly the authors' timestep), else the prior's ``denoise``; clamped to
+        ``[-clamp, clamp]`` when ``clamp > 0``."""
+        prior = ctx.prior
+        if isinstance(t, int):
+            a = prior.abar(t, x)
+            out = prior.x0(a.sqrt() * x, t)
+        else:
+            out = prior.denoise(x, sigma)
+        return out.clamp(-self.clamp, self.clamp) if self.clamp > 0 else out
+
+    # -- the schemes -----------------------------------------------------------------------
+    def scheme(self, op: Operator, x: Tensor, sigma_y: float) -> str:
+        """``"noiseless"``, ``"scalar"`` or ``"svd"`` for this operator and noise level."""
+        if sigma_y <= 0:
+            return "noiseless"
+        name = type(op).__name__
+        if not ops.is_linear(op):
+            if not callable(getattr(op, "equivalent_noise_variance", None)):
+                raise ValueError(f"projdiff: noisy measurements through the nonlinear operator {name} "
+                                 "need its equivalent_noise_variance(variance) (the noise variance "
+                                 "seen in signal space); give it one or set noisy = false")
+            return "scalar"
+        if self.noisy_scheme == "scalar":
+            return "scalar"
+        _, deviation = range_gain(op, x)
+        if self.noisy_scheme == "auto" and deviation < PROPORTIONAL:
+            return "scalar"
+        n = x[0].numel()
+        if n <= int(self.svd_max_entries):
+            return "svd"
+        if self.noisy_scheme == "svd":
+            raise ValueError(f"projdiff: noisy_scheme 'svd' computes the SVD of {name} densely, for "
+                             f"signals of at most svd_max_entries = {self.svd_max_entries} entries, "
+                             f"and this one has {n}; raise svd_max_entries or set noisy_scheme = "
+                             "'scalar'")
+        warnings.warn(f"projdiff: A A^T of {name} is not proportional to I, where the authors use "
+                      f"one noise level per singular value, but a signal of {n} entries is beyond "
+                      f"svd_max_entries = {self.svd_max_entries}: one level for all is used "
+                      "(noisy_scheme = 'scalar'); raise svd_max_entries for the authors' scheme",
+                      stacklevel=2)
+        return "scalar"
 
     # -- the loop ----------------------------------------------------------------------------
     def setup(self, ctx: SolveContext, x: Tensor) -> dict[str, Any]:
-        """The levels, ``x_0 = D(sigma_1 z, sigma_1)``, the momentum ``v = 0``, and for noisy
-        measurements ``sigma_eq`` and the auxiliary observation ``A^+ y`` (else None)."""
+        """The levels and timesteps, ``x_0 = D(sigma_1 z, sigma_1)``, the momentum (None until
+        the first step), and for noisy measurements the scheme, ``sigma_eq`` and the auxiliary
+        sample (or, for the svd scheme, the SVD and the per-coordinate levels)."""
         prior, op = ctx.prior, ctx.operator
-        levels = self.noise_levels(prior)
-        linear = ops.is_linear(op)
+        levels, ts = self.noise_levels(prior), self.timesteps(prior)
         sigma_y = ops.noise_sigma(op) if self.noisy else 0.0
-        sigma_eq = (equivalent_noise_std(op, ctx.y, sigma_y, generator=ctx.generator)
-                    if sigma_y > 0 and linear else 0.0)
+        scheme = self.scheme(op, x, sigma_y)
         with torch.no_grad():
-            aux = ops.pseudo_inverse(op, ctx.y) if sigma_eq > 0 else None
-            x0 = prior.denoise(levels[0] * ctx.randn_like(x), levels[0])
-        return {"x": x0, "v": torch.zeros_like(x0), "levels": levels, "linear": linear,
-                "sigma_eq": sigma_eq, "aux": aux}
+            x0 = self.denoised(ctx, levels[0] * ctx.randn_like(x), levels[0], ts[0])
+        state: dict[str, Any] = {"x": x0, "v": None, "levels": levels, "timesteps": ts,
+                                 "linear": ops.is_linear(op), "scheme": scheme, "sigma_eq": 0.0,
+                                 "obs": None}
+        if scheme == "scalar":
+            sigma_eq = equivalent_noise_std(op, x, sigma_y)
+            state.update(sigma_eq=sigma_eq, obs=x0 + sigma_eq * ctx.randn_like(x0))
+        elif scheme == "svd":
+            spectral = Spectral(op, x, ctx.y, float(self.svd_threshold))
+            per = torch.where(spectral.kept, sigma_y / spectral.s.clamp_min(1e-300),
+                              torch.zeros_like(spectral.s))
+            c0 = spectral.vt(x0)
+            state.update(spectral=spectral, sigma_eq=per, obs=c0 + per * ctx.randn_like(c0))
+        return state
 
     def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
-        """Level k, ``repeats`` times: noise, denoise, momentum step, projection."""
-        x0, v, sigma, aux = state["x"], state["v"], state["levels"][k], state["aux"]
+        """Level k, ``repeats`` times, in the state's scheme."""
+        sigma, t = state["levels"][k], state["timesteps"][k]
+        x0, v, obs = state["x"], state["v"], state["obs"]
         with torch.no_grad():
             for _ in range(int(self.repeats)):
-                # Nonlinear (phase retrieval): noise and residual at P_y(x0), the step from x0.
-                at = x0 if state["linear"] else self.project(ctx, x0)
-                if aux is None:
-                    x, replace = at + sigma * ctx.randn_like(at), False
+                if state["scheme"] == "scalar":
+                    x0, obs = self._scalar(ctx, x0, obs, sigma, t, state["sigma_eq"])
+                elif state["scheme"] == "svd":
+                    x0, obs = self._svd(ctx, x0, obs, sigma, t, state)
                 else:
-                    x, replace = self.noisy_sample(ctx, at, sigma, aux, state["sigma_eq"])
-                d = ctx.prior.denoise(x, sigma) - at  # the denoiser residual: a truncated gradient
-                if replace:  # noisy regime above sigma_eq: x0 becomes the denoised estimate
-                    x0 = x0 + d
-                    continue
-                v = self.beta * v + (1 - self.beta) * d
-                x0 = x0 + self.eta * v
-                if aux is None:  # projecting onto noisy measurements would fit the noise
-                    x0 = self.project(ctx, x0)
-        return {**state, "x": x0, "v": v, "log": {"sigma": sigma}}
+                    x0, v = self._noiseless(ctx, x0, v, sigma, t, state["linear"])
+        return {**state, "x": x0, "v": v, "obs": obs, "log": {"sigma": sigma}}
+
+    def _noiseless(self, ctx: SolveContext, x0: Tensor, v: Tensor | None, sigma: float, t: Any,
+                   linear: bool) -> tuple[Tensor, Tensor]:
+        # Nonlinear (phase retrieval): the sample around P_y(x0), the residual from x0.
+        at = x0 if linear else self.project(ctx, x0)
+        d = self.denoised(ctx, at + sigma * ctx.randn_like(at), sigma, t) - x0
+        v = d if v is None else self.beta * v + (1 - self.beta) * d
+        return self.project(ctx, x0 + self.eta * v), v
+
+    def _scalar(self, ctx: SolveContext, x0: Tensor, obs: Tensor, sigma: float, t: Any,
+                sigma_eq: float) -> tuple[Tensor, Tensor]:
+        if sigma >= sigma_eq:  # x_t from the auxiliary sample; x0 becomes the estimate
+            x = obs + math.sqrt(sigma**2 - sigma_eq**2) * ctx.randn_like(obs)
+            x0 = self.denoised(ctx, x, sigma, t)
+            return x0, self.project(ctx, x0 + sigma_eq * ctx.randn_like(x0))
+        x = x0 + sigma * (obs - x0) / sigma_eq  # the frozen sample's noise, scaled to sigma
+        return x0 + self.eta * (self.denoised(ctx, x, sigma, t) - x0), obs
+
+    def _svd(self, ctx: SolveContext, x0: Tensor, obs: Tensor, sigma: float, t: Any,
+             state: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        spectral, per = state["spectral"], state["sigma_eq"]
+        c0 = spectral.vt(x0)
+        above = per <= sigma  # the null space (level 0) always
+        ct = torch.where(above, obs + (sigma**2 - per**2).clamp_min(0).sqrt() * ctx.randn_like(obs),
+                         c0 + sigma * (obs - c0) / per.clamp_min(1e-300))
+        cn = spectral.vt(self.denoised(ctx, spectral.v(ct), sigma, t))
+        c0 = torch.where(above, cn, c0 + self.eta * (cn - c0))
+        obs = torch.where(above, cn + per * ctx.randn_like(cn), obs)
+        obs = torch.where(spectral.kept, spectral.ybar, obs)
+        return spectral.v(c0), obs
 
     def project(self, ctx: SolveContext, x: Tensor) -> Tensor:
         """``P_y(x)``: the operator's projection onto {x : A x = y}."""
         return ops.project(ctx.operator, x, ctx.y)
-
-    def _range(self, ctx: SolveContext, v: Tensor) -> Tensor:
-        """``A^+ A v``: the component of ``v`` the measurements see."""
-        return ops.pseudo_inverse(ctx.operator, ctx.operator.A(v))
-
-    def noisy_sample(self, ctx: SolveContext, x0: Tensor, sigma: float, aux: Tensor,
-                     sigma_eq: float) -> tuple[Tensor, bool]:
-        """The noisy sample at ``sigma`` for noisy measurements, and whether x0 is replaced.
-
-        At or above ``sigma_eq`` its range component is the auxiliary observation ``aux``
-        noised from ``sigma_eq`` up to ``sigma``; below, the frozen sample's implied noise.
-        """
-        z = ctx.randn_like(x0)
-        z_r = self._range(ctx, z)
-        if sigma >= sigma_eq:
-            x0_r = self._range(ctx, x0)
-            return (aux + math.sqrt(sigma**2 - sigma_eq**2) * z_r) + (x0 - x0_r) + sigma * (z - z_r), True
-        implied = (aux - self._range(ctx, x0)) / sigma_eq  # noise the frozen sample carries
-        return x0 + sigma * implied + sigma * (z - z_r), False

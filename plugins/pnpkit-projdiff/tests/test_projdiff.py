@@ -1,15 +1,18 @@
-"""ProjDiff: levels, projections, the noisy regimes, nonlinear and audio problems, contract."""
+"""ProjDiff: levels, projections, the authors' noisy schemes (pinned against their loops written
+in their variance-preserving variables), nonlinear and audio problems, contract."""
 
 from __future__ import annotations
+
+import math
+import warnings
 
 import pytest
 import torch
 
 import pnpkit
 from pnpkit.operators import MatrixOperator
-from pnpkit.solvers import SolveContext
 from pnpkit.testing import GaussianDiffusionPrior, SolverContract, toy_problem
-from pnpkit_projdiff import ProjDiff, equivalent_noise_std, karras_sigmas
+from pnpkit_projdiff import ProjDiff, ddpm_timesteps, equivalent_noise_std, karras_sigmas, range_gain
 
 
 def test_noise_levels():
@@ -21,15 +24,38 @@ def test_noise_levels():
     k = karras_sigmas(150, 1e-4, 1.0, 7.0)
     assert k[0] == pytest.approx(1.0) and k[-1] == pytest.approx(1e-4) and len(k) == 150
     sep = ProjDiff(preset="separation")
-    assert (sep.iterations, sep.repeats, sep.eta, sep.beta, sep.levels) == (150, 5, 0.1, 0.5, "karras")
+    assert (sep.iterations, sep.repeats, sep.eta, sep.beta, sep.levels, sep.clamp) == (
+        150, 5, 0.1, 0.5, "karras", 1.0)
+
+
+def test_the_timestep_grid_always_ends_at_zero():
+    # The authors' grid is range(0, 1000, 1000 // S): 990 ... 0 for S = 100.
+    assert ddpm_timesteps(100, 1000) == list(range(990, -1, -10))
+    assert ddpm_timesteps(1000, 1000) == list(range(999, -1, -1))
+    # S = 300 used to stop at t = 100 (stride 1000 // 300 = 3, 300 steps from 997).
+    grid = ddpm_timesteps(300, 1000)
+    assert len(grid) == 300 and grid[-1] == 0 and grid[0] == 997
+    assert all(a > b for a, b in zip(grid, grid[1:], strict=False))
+    # More steps than the schedule has: fractional timesteps (S > 1000 was an index error).
+    fine = ddpm_timesteps(1500, 1000)
+    assert len(fine) == 1500 and fine[0] == 999 and fine[-1] == 0
+    prior = GaussianDiffusionPrior()
+    solver = ProjDiff(iterations=1500)
+    levels = solver.noise_levels(prior)
+    assert levels == sorted(levels, reverse=True) and levels[-1] == pytest.approx(float(prior.sigma(0)))
+    op, _, x, y = toy_problem(n=16, m=8)
+    res = solver.solve(y, op, prior, generator=torch.Generator().manual_seed(0))
+    assert res.nfe == 1501 and res.iterations == 1500 and torch.isfinite(res.x).all()
 
 
 def test_presets_and_validation():
     assert ProjDiff(preset="sr4").eta == 1.7 and ProjDiff(preset="gaussian-deblur-noisy").eta == 0.1
     assert ProjDiff(preset="phase-retrieval").iterations == 1000
-    assert ProjDiff(preset="sr4", eta=2.0).eta == 2.0
+    assert ProjDiff(preset="sr4", eta=2.0).eta == 2.0 and ProjDiff(preset="sr4").clamp == 0.0
     with pytest.raises(ValueError, match="projdiff: levels must be one of ddpm, karras, got 'cosine'"):
         ProjDiff(levels="cosine")
+    with pytest.raises(ValueError, match="projdiff: noisy_scheme must be one of auto, scalar, svd"):
+        ProjDiff(noisy_scheme="exact")
     assert pnpkit.get_manager().get("solver", "projdiff").factory is ProjDiff
 
 
@@ -49,36 +75,277 @@ def test_noiseless_iterates_stay_on_the_measurement_set():
         round(s, 6) for s in ProjDiff(iterations=20).noise_levels(GaussianDiffusionPrior())]
 
 
-def test_equivalent_noise_level():
-    g = torch.Generator().manual_seed(0)
-    inpaint = MatrixOperator(torch.eye(400)[::2], shape=(1, 400))
-    y = torch.zeros(1, 200)
-    assert equivalent_noise_std(inpaint, y, 0.1, samples=8, generator=g) == pytest.approx(0.1, rel=1e-6)
-    # 4-fold average pooling: A^+ = 4 A^T, noise std grows by 2 = sqrt(4) ... per pixel r = 2.
-    pool = torch.zeros(100, 400)
-    for i in range(100):
-        pool[i, 4 * i:4 * i + 4] = 0.25
-    assert equivalent_noise_std(MatrixOperator(pool, shape=(1, 400)), torch.zeros(1, 100), 0.1,
-                                samples=8, generator=g) == pytest.approx(0.2, rel=1e-6)
+def _pool(n: int = 400, r: int = 4) -> MatrixOperator:
+    pool = torch.zeros(n // r, n)
+    for i in range(n // r):
+        pool[i, r * i:r * i + r] = 1 / r
+    return MatrixOperator(pool, shape=(1, n))
 
 
-def test_noisy_measurements_switch_regimes_and_do_not_fit_the_noise():
-    op, _, x, y = toy_problem(n=64, m=40, sigma=0.2)
-    y = y.float()
-    solver = ProjDiff(iterations=40, eta=0.5)
-    res = solver.solve(y, op, GaussianDiffusionPrior(scale=0.6), generator=torch.Generator().manual_seed(0))
-    # The level the solve used: setup, with the same generator, draws it first.
-    ctx = SolveContext(y, op, GaussianDiffusionPrior(scale=0.6), torch.Generator().manual_seed(0), None)
-    sig_eq = solver.setup(ctx, pnpkit.operators.pseudo_inverse(op, y))["sigma_eq"]
-    assert sig_eq == equivalent_noise_std(op, y, 0.2, generator=torch.Generator().manual_seed(0))
-    assert sig_eq > 0
-    above = [h for h in res.history if h["sigma"] >= sig_eq]
-    assert 0 < len(above) < len(res.history), "both regimes are visited"
-    # Not projected: the estimate keeps a residual of the order of the noise.
+def test_equivalent_noise_level_is_the_authors():
+    like = torch.zeros(1, 1, 32, 32)
+    # deepinv's inpainting measures a full-size y with zeros where pixels are missing: the
+    # level is sigma_y exactly (averaging over all of y's entries gave 0.035 at half missing).
+    inpaint = pnpkit.create("operator", "random-inpainting", shape=(1, 32, 32))
+    assert equivalent_noise_std(inpaint, like, 0.05) == pytest.approx(0.05, rel=1e-6)
+    box = pnpkit.create("operator", "box-inpainting", shape=(1, 32, 32))
+    assert equivalent_noise_std(box, like, 0.05) == pytest.approx(0.05, rel=1e-6)
+    # 4-sample average pooling: A A^T = I / 4, A^+ = 4 A^T: r sigma for r = 2 ... per axis r^2 = 4.
+    assert equivalent_noise_std(_pool(), torch.zeros(1, 1, 400), 0.1) == pytest.approx(0.2, rel=1e-6)
+    # Phase retrieval (256 -> 384 padding): the authors' eq_var = 2.25 sigma^2.
+    pr = pnpkit.create("operator", "phase-retrieval", shape=(1, 32, 32))
+    assert equivalent_noise_std(pr, like, 0.05) == pytest.approx(0.075, rel=1e-9)
+    c, d = range_gain(inpaint, like)
+    assert c == pytest.approx(1.0) and d < 1e-6
+
+
+def test_the_scheme_follows_the_operator():
+    like = torch.zeros(1, 1, 32, 32)
+    solver = ProjDiff()
+    inpaint = pnpkit.create("operator", "random-inpainting", shape=(1, 32, 32), sigma_y=0.05)
+    sr = pnpkit.create("operator", "super-resolution", shape=(1, 32, 32), sigma_y=0.05)
+    blur = pnpkit.create("operator", "gaussian-deblur", shape=(1, 32, 32), sigma_y=0.05)
+    pr = pnpkit.create("operator", "phase-retrieval", shape=(1, 32, 32), sigma_y=0.05)
+    assert solver.scheme(inpaint, like, 0.05) == "scalar"
+    assert solver.scheme(sr, like, 0.05) == "svd", "bicubic filters: A A^T is not c I"
+    assert solver.scheme(blur, like, 0.05) == "svd"
+    assert solver.scheme(pr, like, 0.05) == "scalar"
+    assert solver.scheme(blur, like, 0.0) == "noiseless"
+    assert ProjDiff(noisy_scheme="scalar").scheme(blur, like, 0.05) == "scalar"
+    with pytest.warns(UserWarning, match=r"beyond svd_max_entries = 100: one level for all"):
+        assert ProjDiff(svd_max_entries=100).scheme(blur, like, 0.05) == "scalar"
+    with pytest.raises(ValueError, match=r"noisy_scheme 'svd' computes the SVD of ConvolutionBlur "
+                                         r"densely, .* at most svd_max_entries = 100 entries, and "
+                                         r"this one has 1024"):
+        ProjDiff(noisy_scheme="svd", svd_max_entries=100).scheme(blur, like, 0.05)
+
+    class Square:
+        linear = False
+        noise_model = pnpkit.operators.GaussianNoise(0.1)
+
+        def A(self, x, **kw):
+            return x**2
+
+    with pytest.raises(ValueError, match=r"nonlinear operator Square need its "
+                                         r"equivalent_noise_variance\(variance\) .* set noisy = false"):
+        ProjDiff().scheme(Square(), like, 0.1)
+
+
+def _masked(n=64, keep=32, sigma=0.1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(n, generator=g)[:keep].sort().values
+    op = MatrixOperator(torch.eye(n, dtype=torch.float64)[rows], shape=(1, n), sigma=sigma)
+    x = (0.5 * torch.randn(1, 1, n, generator=g, dtype=torch.float64)).clamp(-1, 1)
+    return op, x, pnpkit.operators.measure(op, x, g)
+
+
+def authors_scalar_loop(prior, op, y, ts, sigma_eq, eta, g):
+    """The authors' efficient_generalized_steps_noisy, in their variance-preserving variables
+    (x_t = sqrt(a) x0 + sqrt(1 - a) n; the auxiliary x_obs lives at a_obs = 1/(1 + sigma_eq^2)
+    and is projected on sqrt(a_obs) y), with the random draws in the order ProjDiff makes them."""
+    n = op.matrix.shape[1]
+    observed = op.matrix.sum(0).bool().view(1, 1, n)
+    ybig = op.A_adjoint(y)
+    a_obs = 1 / (1 + sigma_eq**2)
+
+    def proj(v):  # the authors' Inpainting.proj(x, y, alpha_obs)
+        return torch.where(observed, math.sqrt(a_obs) * ybig, v)
+
+    def a(t):
+        return float(prior.alphas_cumprod[t])
+
+    x_T = math.sqrt(1 - a(ts[0])) * torch.randn(1, 1, n, generator=g, dtype=torch.float64)
+    x0 = prior.x0(x_T, ts[0])
+    x_obs = math.sqrt(a_obs) * x0 + math.sqrt(1 - a_obs) * torch.randn(1, 1, n, generator=g,
+                                                                        dtype=torch.float64)
+    for t in ts:
+        at = a(t)
+        if at <= a_obs:
+            xt = (math.sqrt(at / a_obs) * x_obs
+                  + math.sqrt(1 - at / a_obs) * torch.randn(1, 1, n, generator=g, dtype=torch.float64))
+            x0 = prior.x0(xt, t)
+            x_obs = proj(math.sqrt(a_obs) * x0 + math.sqrt(1 - a_obs) * torch.randn(
+                1, 1, n, generator=g, dtype=torch.float64))
+        else:
+            xt = (math.sqrt(at) * x0
+                  + math.sqrt(1 - at) * (x_obs - math.sqrt(a_obs) * x0) / math.sqrt(1 - a_obs))
+            x0 = x0 + eta * (prior.x0(xt, t) - x0)
+    return x0
+
+
+def test_scalar_noisy_scheme_is_the_authors_loop():
+    op, x, y = _masked(sigma=0.1)
+    prior = GaussianDiffusionPrior(scale=0.5)
+    solver = ProjDiff(iterations=30, eta=0.7)
+    res = solver.solve(y, op, prior, generator=torch.Generator().manual_seed(5))
+    assert res.config["noisy_scheme"] == "auto"
+    ts = ddpm_timesteps(30, 1000)
+    sigmas = [float(prior.sigma(t)) for t in ts]
+    assert sigmas[0] > 0.1 > sigmas[-1], "both regimes are visited"
+    ref = authors_scalar_loop(prior, op, y, ts, 0.1, 0.7, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(res.x, ref, rtol=1e-9, atol=1e-10)
+    # Below sigma_eq nothing is projected: the estimate keeps a residual of the noise's order.
     assert res.history[-1]["residual"] > 0.02
-    off = ProjDiff(iterations=40, eta=0.5, noisy=False).solve(y, op, GaussianDiffusionPrior(scale=0.6),
-                                                               generator=torch.Generator().manual_seed(0))
-    assert off.history[-1]["residual"] < 1e-4, "noisy=False projects onto the noisy y"
+
+
+def test_below_the_equivalent_level_the_auxiliary_sample_is_frozen():
+    op, x, y = _masked(sigma=0.1)
+    prior = GaussianDiffusionPrior(scale=0.5)
+    solver = ProjDiff(iterations=30, eta=0.7)
+    ctx = pnpkit.solvers.SolveContext(y, op, prior, torch.Generator().manual_seed(5), None)
+    state = solver.setup(ctx, torch.zeros_like(x))
+    assert state["scheme"] == "scalar" and state["sigma_eq"] == pytest.approx(0.1)
+    frozen = None
+    for k in range(30):
+        state = solver.step(ctx, state, k)
+        if state["levels"][k] < 0.1:
+            frozen = state["obs"].clone() if frozen is None else frozen
+            assert torch.equal(state["obs"], frozen), "x_obs, null-space noise included, is frozen"
+    assert frozen is not None
+
+
+def authors_svd_loop(prior, op, y, ts, sigma_y, eta, threshold, g):
+    """The authors' efficient_generalized_steps_noisy_SVD in their variables (coordinates
+    V^T x, per-coordinate a_obs = 1 / (1 + sigma_y^2 / s^2), 1 on the null space)."""
+    u, s_raw, vh = torch.linalg.svd(op.matrix.to(torch.float64), full_matrices=True)
+    n = vh.shape[0]
+    s = torch.zeros(n, dtype=torch.float64)
+    s[: s_raw.numel()] = torch.where(s_raw > threshold * s_raw.max(), s_raw, torch.zeros_like(s_raw))
+    pos = s > 0
+    a_obs = torch.ones(n, dtype=torch.float64)
+    a_obs[pos] = 1 / (1 + (sigma_y / s[pos]) ** 2)
+    uty = torch.zeros(1, n, dtype=torch.float64)
+    uty[:, : s_raw.numel()] = (y.reshape(1, -1) @ u)[:, : s_raw.numel()]
+    ybar = torch.where(pos, uty / s.clamp_min(1e-300) * a_obs.sqrt(), torch.zeros_like(uty))
+
+    def vt(v):
+        return v.reshape(1, -1) @ vh.T
+
+    def vv(c):
+        return (c @ vh).view(1, 1, n)
+
+    def a(t):
+        return float(prior.alphas_cumprod[t])
+
+    x_T = math.sqrt(1 - a(ts[0])) * torch.randn(1, 1, n, generator=g, dtype=torch.float64)
+    x0 = prior.x0(x_T, ts[0])
+    c_obs = a_obs.sqrt() * vt(x0) + (1 - a_obs).sqrt() * torch.randn(1, n, generator=g, dtype=torch.float64)
+    for t in ts:
+        at = a(t)
+        c0 = vt(x0)
+        large = a_obs >= at
+        noise = torch.randn(1, n, generator=g, dtype=torch.float64)
+        ct = torch.where(large, (at / a_obs).sqrt() * c_obs + (1 - at / a_obs).clamp_min(0).sqrt() * noise,
+                         math.sqrt(at) * c0 + math.sqrt(1 - at) * (c_obs - c0 * a_obs.sqrt())
+                         / (1 - a_obs).clamp_min(1e-300).sqrt())
+        x0_new = prior.x0(vv(ct), t)
+        cn = vt(x0_new)
+        c_obs_new = a_obs.sqrt() * cn + (1 - a_obs).sqrt() * torch.randn(1, n, generator=g,
+                                                                        dtype=torch.float64)
+        c_obs_new = torch.where(large, c_obs_new, c_obs)
+        x0 = vv(torch.where(large, cn, c0))
+        x0 = x0 + eta * (x0_new - x0)
+        c_obs = torch.where(pos, ybar, c_obs_new)
+    return x0
+
+
+def test_svd_noisy_scheme_is_the_authors_loop():
+    # A Gaussian matrix: A A^T is not proportional to I, so one level per singular value.
+    op, _, x, y = toy_problem(n=48, m=30, sigma=0.05, seed=3)
+    prior = GaussianDiffusionPrior(scale=0.5)
+    solver = ProjDiff(iterations=25, eta=0.6)
+    res = solver.solve(y, op, prior, generator=torch.Generator().manual_seed(2))
+    ref = authors_svd_loop(prior, op, y, ddpm_timesteps(25, 1000), 0.05, 0.6, 3e-2,
+                           torch.Generator().manual_seed(2))
+    torch.testing.assert_close(res.x, ref, rtol=1e-8, atol=1e-9)
+    ctx = pnpkit.solvers.SolveContext(y, op, prior, torch.Generator().manual_seed(2), None)
+    state = solver.setup(ctx, torch.zeros_like(x))
+    per = state["sigma_eq"]
+    assert state["scheme"] == "svd" and float(per.max()) > 2 * float(per[per > 0].min())
+
+
+class HalfProjection:
+    """y = |x| with a projection that is not idempotent: P(x) = (x + sign(x) y) / 2."""
+
+    linear = False
+
+    def A(self, x, **kw):
+        return x.abs()
+
+    def A_dagger(self, y, **kw):
+        return y
+
+    def project(self, x, y):
+        return 0.5 * (x + torch.sign(x) * y)
+
+
+def test_nonlinear_step_is_taken_from_x0_with_the_sample_around_the_projection():
+    # The authors' phase-retrieval loop: x_t from P(x0); x0 <- P(x0 + eta (D(x_t) - x0)).
+    op = HalfProjection()
+    x = torch.tensor([[[0.5, -0.3, 0.2, -0.8] * 4]], dtype=torch.float64)
+    y = op.A(x)
+    prior = GaussianDiffusionPrior(scale=0.5)
+    solver = ProjDiff(iterations=5, eta=1.3)
+    res = solver.solve(y, op, prior, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    levels, ts = solver.noise_levels(prior), solver.timesteps(prior)
+
+    def d(v, k):
+        return prior.x0(prior.abar(ts[k], v).sqrt() * v, ts[k])
+
+    x0 = d(levels[0] * torch.randn(x.shape, generator=g, dtype=torch.float64), 0)
+    for k in range(5):
+        at = op.project(x0, y)
+        step = d(at + levels[k] * torch.randn(x.shape, generator=g, dtype=torch.float64), k) - x0
+        x0 = op.project(x0 + 1.3 * step, y)
+    torch.testing.assert_close(res.x, x0, rtol=1e-10, atol=1e-12)
+
+
+def test_noisy_phase_retrieval_runs_the_noisy_scheme():
+    op = pnpkit.create("operator", "phase-retrieval", shape=(1, 16, 16), sigma_y=0.05, dtype="float64")
+    g = torch.Generator().manual_seed(0)
+    x = (0.4 * torch.randn(1, 1, 16, 16, generator=g, dtype=torch.float64)).clamp(-1, 1)
+    y = pnpkit.operators.measure(op, x, g)
+    solver = ProjDiff(preset="phase-retrieval-noisy", iterations=20)
+    ctx = pnpkit.solvers.SolveContext(y, op, GaussianDiffusionPrior(), torch.Generator().manual_seed(1), None)
+    state = solver.setup(ctx, op.A_dagger(y))
+    assert state["scheme"] == "scalar" and state["sigma_eq"] == pytest.approx(1.5 * 0.05)
+    res = solver.solve(y, op, GaussianDiffusionPrior(), generator=torch.Generator().manual_seed(1))
+    assert res.nfe == 21 and torch.isfinite(res.x).all()
+
+
+def test_first_momentum_step_is_the_full_residual_and_audio_is_clamped():
+    """The authors start the momentum at v = d (not (1 - beta) d), and their music denoiser
+    (MSDM's) is clamped to [-1, 1]."""
+    k, n = 4, 64
+    mix = torch.cat([torch.eye(n, dtype=torch.float64)] * k, dim=1)
+    op = MatrixOperator(mix, shape=(k, n))
+    g = torch.Generator().manual_seed(0)
+    x = 0.9 * torch.randn(1, k, n, generator=g, dtype=torch.float64)
+    y = op.A(x)
+    prior = GaussianDiffusionPrior(scale=2.0)  # wide: unclamped estimates leave [-1, 1]
+    solver = ProjDiff(preset="separation", iterations=3, repeats=2)
+    res = solver.solve(y, op, prior, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    levels = solver.noise_levels(prior)
+
+    def d(v, s):
+        return prior.denoise(v, s).clamp(-1, 1)
+
+    def proj(v):
+        return v + (y.view(1, 1, n) - v.sum(1, keepdim=True)) / k
+
+    x0 = d(levels[0] * torch.randn(x.shape, generator=g, dtype=torch.float64), levels[0])
+    v = None
+    for s in levels:
+        for _ in range(2):
+            step = d(x0 + s * torch.randn(x.shape, generator=g, dtype=torch.float64), s) - x0
+            v = step if v is None else 0.5 * v + 0.5 * step
+            x0 = proj(x0 + 0.1 * v)
+    torch.testing.assert_close(res.x, x0, rtol=1e-10, atol=1e-12)
+    unclamped = ProjDiff(preset="separation", iterations=3, repeats=2, clamp=0.0).solve(
+        y, op, prior, generator=torch.Generator().manual_seed(4))
+    assert float((unclamped.x - res.x).abs().max()) > 1e-3
 
 
 class SquareWithProjection:
@@ -132,6 +399,13 @@ def test_partial_generation_keeps_the_given_stems_and_generates_the_others():
     # a spread of about eta / 2 of its variance (std ~0.07 for scale 0.3), not at zero.
     assert 0.03 < float(generated.std()) < 0.15
     assert float((generated - x[:, [1, 3]]).pow(2).mean()) > 0.05
+
+
+def test_no_warning_on_the_image_presets_sizes():
+    op = pnpkit.create("operator", "gaussian-deblur", shape=(1, 32, 32), sigma_y=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ProjDiff(preset="gaussian-deblur-noisy").scheme(op, torch.zeros(1, 1, 32, 32), 0.05) == "svd"
 
 
 class TestProjDiffContract(SolverContract):
