@@ -99,7 +99,7 @@ def _show_spectrogram(ax: Any, t: Tensor, title: str, sample_rate: int | None, v
     if extent is not None:
         ax.set_xlabel("seconds", fontsize=7)
         ax.set_ylabel("kHz", fontsize=7)
-        ax.tick_params(labelsize=6)
+        ax.tick_params(which="both", labelsize=6)
     else:
         ax.set_yticks([])
     return im
@@ -157,10 +157,10 @@ def _plot_history(ax: Any, history: list[dict[str, Any]], kind: str = "image") -
     ax.set_xlabel("iteration" + (f" (each of {len(windows)} windows)" if len(windows) > 1 else ""),
                   fontsize=8)
     ax.set_ylabel("||Ax - y|| / ||y||", color="tab:blue", fontsize=8)
-    ax.tick_params(labelsize=7)
+    ax.tick_params(which="both", labelsize=7)
     if ax2 is not None and quality is not None:
         ax2.set_ylabel(quality[1], color="tab:red", fontsize=8)
-        ax2.tick_params(labelsize=7)
+        ax2.tick_params(which="both", labelsize=7)
     if len(labels) > 1:  # under the plot, where it covers no line
         ax.legend(handles, labels, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22),
                   ncol=2, frameon=False)

@@ -237,3 +237,41 @@ def test_drawing_leaves_the_callers_backend_alone(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "svg"], "no pyplot imported, the backend unchanged"
     assert (tmp_path / "f.png").is_file() and (tmp_path / "a.png").is_file()
+
+
+def test_image_grids_split_many_solvers_and_name_them(tmp_path, monkeypatch):
+    import torch
+    from matplotlib.figure import Figure
+    from safetensors.torch import save_file
+
+    from pnpkit.data import Item
+    from pnpkit_bench.sweep import reconstruction_name, row_key
+
+    solvers = [f"s{k}" for k in range(9)] + ["never"]
+    rs = []
+    (tmp_path / "reconstructions").mkdir()
+    for solver in solvers:
+        for item in ("a", "b"):
+            ok = solver != "never"
+            r = {"task": "sr4", "noise": "0", "prior": "p", "solver": solver, "seed": "0", "item": item,
+                 "status": "ok" if ok else DDRM, "psnr": "21.5" if ok else ""}
+            rs.append(r)
+            if ok:
+                save_file({"x": torch.zeros(1, 8, 8), "y": torch.zeros(1, 2, 2)},
+                          tmp_path / "reconstructions" / f"{reconstruction_name(row_key(r))}.safetensors")
+    (tmp_path / "grid_sr4_0_p.png").write_bytes(b"stale")
+    drawn: list[Figure] = []
+    real = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (drawn.append(self), real(self, *a, **k)))
+    items = [Item("a", torch.zeros(1, 8, 8)), Item("b", torch.zeros(1, 8, 8))]
+    grids = report.image_grids(tmp_path, rs, items, "psnr")
+    assert [g.file for g in grids] == ["grid_sr4_0_p_1.png", "grid_sr4_0_p_2.png"]
+    assert sorted(p.name for p in tmp_path.glob("grid_*.png")) == [g.file for g in grids], "stale one gone"
+    assert [g.title for g in grids] == ["sr4, σ_y = 0, prior p: solvers 1–5 of 9",
+                                        "sr4, σ_y = 0, prior p: solvers 6–9 of 9"]
+    assert grids[0].caption == "Not shown (no solved row): never." and grids[1].caption == ""
+    first = [ax.get_title() for ax in drawn[0].axes]
+    # every row's every panel keeps its caption: measurement, 5 solvers with values, reference
+    assert first[:7] == ["measurement", "s0\n21.50 dB", "s1\n21.50 dB", "s2\n21.50 dB",
+                         "s3\n21.50 dB", "s4\n21.50 dB", "reference"]
+    assert first[7:] == first[:7]
