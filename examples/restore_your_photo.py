@@ -36,7 +36,7 @@ import skimage.data
 import skimage.transform
 import torch
 from PIL import Image
-from scipy.ndimage import convolve
+from torch.nn.functional import conv2d, pad
 
 WIDTH = int(os.environ.get("PNPKIT_EXAMPLE_SIZE", "256"))
 ITERATIONS = int(os.environ.get("PNPKIT_EXAMPLE_ITERATIONS", "30"))
@@ -51,7 +51,10 @@ r = np.arange(-7, 8)
 psf = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 2.0 ** 2))  # 15 x 15, std 2 pixels
 psf /= psf.sum()
 rng = np.random.default_rng(0)
-blurry = convolve(sharp, psf, mode="reflect") + SIGMA_Y / 2 * rng.standard_normal(sharp.shape)
+# the blur: the (symmetric) PSF convolved with the picture, its edges reflected
+blurred = conv2d(pad(torch.from_numpy(sharp)[None, None].float(), (7, 7, 7, 7), mode="reflect"),
+                 torch.from_numpy(psf)[None, None].float())[0, 0].double().numpy()
+blurry = blurred + SIGMA_Y / 2 * rng.standard_normal(sharp.shape)
 Image.fromarray(np.round(np.clip(blurry, 0, 1) * 255).astype(np.uint8)).save(OUT / "blurry.png")
 Image.fromarray(np.round(psf / psf.max() * 255).astype(np.uint8)).save(OUT / "psf.png")
 Image.fromarray(np.round(sharp * 255).astype(np.uint8)).save(OUT / "sharp.png")
