@@ -259,6 +259,8 @@ def test_torchrun_two_gloo_processes_match_a_single_process(toy_site, tmp_path):
                             "run", str(cfg), "-q", "-o", str(tmp_path / "two")],
                            env=env, capture_output=True, text=True, timeout=300)
     assert multi.returncode == 0, multi.stderr
+    assert multi.stdout.count(" item(s) -> ") == 1, multi.stdout  # rank 0 alone reports
+    assert single.stdout.count(" item(s) -> ") == 1
     one = json.loads((tmp_path / "one" / "manifest.json").read_text())["items"]
     two = json.loads((tmp_path / "two" / "manifest.json").read_text())["items"]
     assert sorted(two) == sorted(one) == [f"img{i}" for i in range(5)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,64 @@ def test_write_json_is_atomic_and_remove_takes_globs(tmp_path):
         (tmp_path / name).write_text("x")
     OutputFolder(tmp_path).remove("rows.rank*.csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "rows.csv"]
+
+
+def test_claim_locks_the_folder_until_release_and_a_refusal_frees_it(tmp_path):
+    from pnpkit.runs import FolderBusy
+
+    first, second = OutputFolder(tmp_path / "run"), OutputFolder(tmp_path / "run")
+    assert first.claim("aaaa", overwrite=False) is None and first.lock.held
+    with pytest.raises(FolderBusy, match=r"run is in use by another run \(pid \d+ on .* since "):
+        second.claim("aaaa", overwrite=False)
+    first.release()
+    assert not (tmp_path / "run" / ".pnpkit.lock").read_text(), "a released lock names no holder"
+    write_json(second.stamp, {"fingerprint": "aaaa", "items": {"x": {}}})
+    with pytest.raises(ConfigError, match="different configuration"):
+        second.claim("bbbb", overwrite=False)
+    assert not second.lock.held, "a refused claim leaves the folder free"
+    first.claim("aaaa", overwrite=False)
+    first.release()
+
+
+def test_a_stamp_with_nothing_finished_is_replaced_without_overwrite(tmp_path):
+    folder = OutputFolder(tmp_path / "run")
+    folder.create()
+    write_json(folder.stamp, {"fingerprint": "aaaa", "items": {}})
+    finished = lambda stamp: bool(stamp.get("items"))  # noqa: E731
+    assert folder.claim("bbbb", overwrite=False, finished=finished) is None
+    folder.release()
+    write_json(folder.stamp, {"fingerprint": "aaaa", "items": {"x": {"status": "done"}}})
+    with pytest.raises(ConfigError, match="different configuration"):
+        folder.claim("bbbb", overwrite=False, finished=finished)
+
+
+def test_resume_checks_the_recorded_environment(tmp_path):
+    from pnpkit.runs import environment
+
+    env = environment("cpu")
+    folder = OutputFolder(tmp_path / "run")
+    folder.create()
+    write_json(folder.stamp, {"fingerprint": "aaaa", "environment": {**env, "torch": "1.0"},
+                              "items": {"x": {}}})
+    differs = re.escape(f"another environment (torch 1.0 here, {env['torch']} now)")
+    with pytest.raises(ConfigError, match=differs):
+        folder.claim("aaaa", overwrite=False, environment=env)
+    write_json(folder.stamp, {"fingerprint": "aaaa", "environment": env, "items": {"x": {}}})
+    assert folder.claim("aaaa", overwrite=False, environment=env)["items"] == {"x": {}}
+    folder.release()
+    write_json(folder.stamp, {"fingerprint": "aaaa", "items": {"x": {}}})  # before environments
+    assert folder.claim("aaaa", overwrite=False, environment=env) is not None
+
+
+def test_check_device_names_what_this_machine_has():
+    import torch
+
+    from pnpkit.runs import available_devices, check_device
+
+    assert check_device("cpu") == torch.device("cpu") and available_devices()[0] == "cpu"
+    for bad in ("gpu0", 3, "cuda:x"):
+        with pytest.raises(ConfigError, match="is not a device name; this machine has: cpu"):
+            check_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="'cuda': this machine has no such device; it has: cpu"):
+            check_device("cuda")

@@ -81,13 +81,18 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0") or 0)
 
 
-def diverged_line(what: str, diverged: dict[str, Any]) -> str:
-    """The one line naming the diverged items (or rows) and what to do about them."""
+def diverged_line(what: str, diverged: dict[str, Any], saved: bool = True) -> str:
+    """The one line naming the diverged items (or rows) and what to do about them.
+
+    :param str what: ``"item(s)"`` or ``"row(s)"``.
+    :param dict diverged: name -> the iteration it diverged at.
+    :param bool saved: whether their last finite iterates were saved.
+    """
     named = ", ".join(f"{k} at iteration {v}" for k, v in list(diverged.items())[:8])
     more = f" and {len(diverged) - 8} more" if len(diverged) > 8 else ""
+    kept = "their last finite iterates are saved, not averaged" if saved else "never averaged"
     return (f"pnpkit: {len(diverged)} {what} diverged (the iterate became non-finite): {named}{more}; "
-            "their last finite iterates are saved, not averaged; lower the step size or learning "
-            "rate, or raise the iterations")
+            f"{kept}; lower the step size or learning rate, or raise the iterations")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -320,7 +320,7 @@ def check_setting_types(factory: Any, settings: dict[str, Any], where: str) -> N
     >>> check_setting_types(toy, {"sigma_y": "0.1"}, "[operator]")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    pnpkit.config.ConfigError: [operator] sigma_y must be a float, got '0.1' (a string); write it ...
+    pnpkit.config.ConfigError: [operator] sigma_y must be a number, got '0.1' (a string); write it ...
     """
     try:
         params = inspect.signature(factory).parameters
@@ -338,7 +338,8 @@ def check_setting_types(factory: Any, settings: dict[str, Any], where: str) -> N
         kinds = _expected(hints.get(key, param.annotation), param.default)
         if kinds is None or _fits(value, kinds):
             continue
-        names = " or ".join(f"a {k.__name__}" for k in kinds if k is not type(None))
+        words = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+        names = " or ".join(dict.fromkeys(words[k] for k in kinds if k in words))
         got = f"{value!r} (a string)" if isinstance(value, str) else repr(value)
         example = param.default if param.default not in (None, inspect.Parameter.empty) else None
         fix = (f"; write it without quotes, e.g. {key} = {json.dumps(example)}"

@@ -35,7 +35,7 @@ def _bench(args: argparse.Namespace) -> int:
               f"{len(rows) - ok - len(diverged)} not solved; see {out / 'summary.md'} and "
               f"{out / 'report.html'}")
         if diverged:
-            print(diverged_line("row(s)", diverged), file=sys.stderr)
+            print(diverged_line("row(s)", diverged, saved=False), file=sys.stderr)
     return 1 if diverged else 0
 
 

@@ -149,9 +149,12 @@ class AudioDiffusionPrior(DiffusersPrior):
         want = f"(B, {channels}, L){stems} with L a multiple of {f}"
         got = tuple(int(s) for s in x.shape)
         if x.dim() != 3 or got[1] != channels:
+            # A hint that works: [data] channels only down-mixes (channels = 1).
+            how = ("e.g. [data] channels = 1 down-mixes a file" if channels == 1 else
+                   "a file with one channel per stem, or to separate a mixture: [data] measurement "
+                   "= \"song.wav\" with [operator] name = \"mixture\"")
             raise ValueError(f"prior {self.name!r} models {want}, but got signals of shape "
-                             f"{got}; give it {channels}-channel audio (e.g. [data] channels = "
-                             f"{channels})")
+                             f"{got}; give it {channels}-channel audio ({how})")
         n = got[2]
         if n == 0 or n % f:
             up = (n // f + 1) * f

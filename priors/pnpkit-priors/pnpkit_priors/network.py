@@ -137,8 +137,10 @@ class UNetNetwork:
         got = tuple(int(s) for s in x.shape[1:])
         want = self.shape
         if len(got) != len(want) or got[0] != want[0]:
-            hint = ("give it signals of its own kind and channel count (e.g. [data] channels = "
-                    f"{want[0]})")
+            # [data] channels converts pictures only: 1 = grey, 3 = colour.
+            hint = (f"give it {'grey' if want[0] == 1 else 'colour'} pictures ([data] channels = "
+                    f"{want[0]})" if self.what == "signals" and len(want) == 3 and want[0] in (1, 3)
+                    else f"give it {self.what} of its own kind and channel count ({want[0]})")
         elif self.check_size and any(w is not None and w != g
                                      for w, g in zip(want[1:], got[1:], strict=True)):
             hint = (f"resize the data (e.g. [data] size = {want[1]}), set [prior] check_size = "
