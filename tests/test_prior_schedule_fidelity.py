@@ -125,3 +125,21 @@ def test_denoise_below_the_floor_holds_the_floor_score():
         # The change it makes scales with sigma^2, as the posterior's does.
         moved = float((prior.denoise(x, sigma) - x).norm() / (exact - x).norm())
         assert abs(moved - 1) < 1e-3
+
+
+def test_below_floor_rule_floor_returns_the_estimate_at_the_floor():
+    torch.manual_seed(0)
+    prior = GaussianDiffusionPrior(below_floor="floor")
+    floor = float(prior.sigma(0))
+    x = torch.randn(2, 1, 8)
+    at_floor = prior.denoise(x, floor)
+    for sigma in (0.5 * floor, 1e-4, 0.0):
+        torch.testing.assert_close(prior.denoise(x, sigma), at_floor, atol=1e-6, rtol=1e-6)
+    # The default holds the score instead: D(x, 0) = x.
+    torch.testing.assert_close(GaussianDiffusionPrior().denoise(x, 0.0), x)
+    assert not torch.allclose(at_floor, x, atol=1e-4)
+
+
+def test_below_floor_rule_is_checked():
+    with pytest.raises(ValueError, match=r"below_floor must be one of 'score', 'floor', got 'snap'"):
+        GaussianDiffusionPrior(below_floor="snap")

@@ -138,16 +138,33 @@ class DiffusionPrior(Prior):
     :param str prediction_type: what the network predicts: ``"epsilon"``, ``"v_prediction"``
         or ``"sample"``.
     :param float clip: Tweedie estimates are clipped to [-clip, clip] where asked (None: never).
+    :param str below_floor: what :meth:`denoise` does at levels below the schedule's smallest,
+        ``sigma(0)``: ``"score"`` (default) holds the score at its floor value, the Gaussian-
+        posterior-exact extrapolation, ``D(x, 0) = x``; ``"floor"`` returns the network's
+        estimate at the floor itself, ``D(x, sigma) = D(x, sigma(0))`` (it removes noise of
+        the floor's level from a signal that holds less: on the project's DDPM music prior it
+        separates better, see its model card).
     """
 
+    #: The rules :meth:`denoise` knows for levels below ``sigma(0)``.
+    BELOW_FLOOR = ("score", "floor")
+
     def __init__(self, alphas_cumprod: Tensor, prediction_type: str = "epsilon",
-                 clip: float | None = 1.0) -> None:
+                 clip: float | None = 1.0, below_floor: str = "score") -> None:
         if prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ValueError(f"prediction_type must be 'epsilon', 'v_prediction' or 'sample', "
                              f"got {prediction_type!r}")
         self.alphas_cumprod = alphas_cumprod.to(torch.float64)
         self.prediction_type = prediction_type
         self.clip = clip
+        self.set_below_floor(below_floor)
+
+    def set_below_floor(self, rule: str) -> None:
+        """Choose :meth:`denoise`'s rule below the schedule's floor (``"score"`` or ``"floor"``)."""
+        if rule not in self.BELOW_FLOOR:
+            raise ValueError(f"below_floor must be one of {', '.join(map(repr, self.BELOW_FLOOR))}, "
+                             f"got {rule!r}")
+        self.below_floor = rule
 
     # -- to implement ------------------------------------------------------------------------
     def network(self, x_t: Tensor, t: Tensor) -> Tensor:
@@ -336,15 +353,19 @@ class DiffusionPrior(Prior):
         ``sqrt(abar) x`` with ``abar = 1 / (1 + sigma^2)``, and ``D = x - sigma eps``. So the
         levels between two steps are not snapped to the nearest one.
 
-        Below the floor ``sigma(0)`` (about 0.01 on the linear schedule) the score is held at
-        its value at the floor: ``D(x, sigma) = x - sigma^2 / sigma(0) * eps(sqrt(abar_0) x, 0)``,
-        which is Tweedie's ``x + sigma^2 grad log p`` with the floor's score; it equals the
-        network's estimate at ``sigma(0)`` and goes to ``x`` as ``sigma -> 0`` (``D(x, 0) = x``).
+        Below the floor ``sigma(0)`` (about 0.01 on the linear schedule), with
+        :attr:`below_floor` ``"score"`` (the default) the score is held at its value at the
+        floor: ``D(x, sigma) = x - sigma^2 / sigma(0) * eps(sqrt(abar_0) x, 0)``, which is
+        Tweedie's ``x + sigma^2 grad log p`` with the floor's score; it equals the network's
+        estimate at ``sigma(0)`` and goes to ``x`` as ``sigma -> 0`` (``D(x, 0) = x``). With
+        ``"floor"`` the estimate at the floor is returned, ``D(x, sigma) = D(x, sigma(0))``.
         Above the top level the network runs at ``T - 1``. One network evaluation, counted.
         """
         s = float(sigma)
         last = self.num_timesteps - 1
         floor = float(self.sigma(0))
+        if s < floor and getattr(self, "below_floor", "score") == "floor":
+            s = floor
         if s < floor:
             a0 = self.abar(0, x)
             return x - (s * s / floor) * self.eps(a0.sqrt() * x, 0)

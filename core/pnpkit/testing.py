@@ -53,8 +53,9 @@ class GaussianDiffusionPrior(DiffusionPrior):
     on any signal shape (images or audio) without a trained network.
     """
 
-    def __init__(self, scale: float = 0.5, steps: int = 1000) -> None:
-        super().__init__(linear_alphas_cumprod(steps), prediction_type="epsilon", clip=1.0)
+    def __init__(self, scale: float = 0.5, steps: int = 1000, below_floor: str = "score") -> None:
+        super().__init__(linear_alphas_cumprod(steps), prediction_type="epsilon", clip=1.0,
+                         below_floor=below_floor)
         self.scale = scale
 
     def network(self, x_t: Tensor, t: Tensor) -> Tensor:

@@ -14,7 +14,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "stems8k"
 
 
 
-def default_stems8k(device: str = "cpu", dtype: str = "float32", segment: int = SEGMENT) -> Any:
+def default_stems8k(device: str = "cpu", dtype: str = "float32", segment: int = SEGMENT,
+                    below_floor: str = "floor") -> Any:
     """The project's 4-stem (bass, drums, guitar, piano) 8 kHz diffusion prior.
 
     Trained offline on the rendered chorales' train split; see ``weights/stems8k/MODEL_CARD.md``.
@@ -31,17 +32,20 @@ def default_stems8k(device: str = "cpu", dtype: str = "float32", segment: int = 
 
 
 def audio_diffusion(path: str, device: str = "cpu", dtype: str = "float32",
-                    segment: int = SEGMENT) -> Any:
+                    segment: int = SEGMENT, below_floor: str = "floor") -> Any:
     """A multi-source audio diffusion prior from a folder holding ``unet/`` and ``scheduler/``.
 
     :param str path: the folder ``pnpkit train-audio-prior --out`` wrote.
     :param int segment: the window, in samples, a longer song is separated in (default 65536).
+    :param str below_floor: ``"floor"`` (default) or ``"score"``: the denoiser below the
+        schedule's smallest level.
     :param str device: set by the pipeline.
     :param str dtype: set by the pipeline.
     """
     from .prior import AudioDiffusionPrior
 
-    return AudioDiffusionPrior.from_pretrained(path, device=device, dtype=dtype, segment=segment)
+    return AudioDiffusionPrior.from_pretrained(path, device=device, dtype=dtype, segment=segment,
+                                               below_floor=below_floor)
 
 
 @pnpkit.hookimpl

@@ -73,6 +73,12 @@ class AudioDiffusionPrior(DiffusersPrior):
         (rounded down to a multiple of :attr:`length_multiple`).
     :param int sample_rate: the rate, in Hz, the network was trained at (``pnpkit run`` resamples
         a measured song to it); None when unknown.
+    :param str below_floor: :meth:`denoise` below the schedule's smallest level, about 0.01
+        (:class:`pnpkit.priors.DiffusionPrior`): ``"floor"`` (default here) the network's
+        estimate at that level, ``"score"`` the score held at it. On the shipped 4-stem prior,
+        MSDM's Dirac sampler (50 levels down to 1e-4) separates four test excerpts at
+        +1.77 / +2.82 / +3.58 / -1.37 dB mean per-stem SI-SNRi with ``"floor"`` against
+        +0.87 / +2.37 / +2.64 / -1.77 with ``"score"`` (see its model card).
 
     |sep|
 
@@ -94,9 +100,10 @@ class AudioDiffusionPrior(DiffusersPrior):
 
     def __init__(self, unet: AudioUNet1DModel, scheduler: Any, name: str = "audio",
                  clip: float | None = 1.0, segment: int | None = None,
-                 sample_rate: int | None = None) -> None:
+                 sample_rate: int | None = None, below_floor: str = "floor") -> None:
         # Any multiple of the down-sampling factor works, so the training length is not checked.
         super().__init__(unet, scheduler, name=name, clip=clip, check_size=False)
+        self.set_below_floor(below_floor)
         f = self.length_multiple
         if segment is None:
             segment = max(f, SEGMENT // f * f)
@@ -176,7 +183,8 @@ class AudioDiffusionPrior(DiffusersPrior):
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu",
                         dtype: str | torch.dtype = "float32", *, name: str | None = None,
                         clip: float | None = 1.0, segment: int | None = None,
-                        sample_rate: int | None = None) -> AudioDiffusionPrior:
+                        sample_rate: int | None = None,
+                        below_floor: str = "floor") -> AudioDiffusionPrior:
         """Load a checkpoint folder (``unet/`` + ``scheduler/``), offline.
 
         The folder is checked and the network loaded by pnpkit-priors' loaders
@@ -192,6 +200,7 @@ class AudioDiffusionPrior(DiffusersPrior):
         :param int segment: the window a longer signal is solved in (see :attr:`fixed_shape`).
         :param int sample_rate: the network's sample rate (default: the ``data.sample_rate`` of
             the folder's ``card.json``, which `pnpkit train-audio-prior` writes, if there is one).
+        :param str below_floor: ``"floor"`` or ``"score"`` (see the class).
         :raises FileNotFoundError: for a missing folder or missing files, naming what is there.
         :raises ValueError: for a network of another class, or a segment that is not a multiple
             of its down-sampling factor.
@@ -206,11 +215,12 @@ class AudioDiffusionPrior(DiffusersPrior):
 
             sample_rate = json.loads((root / "card.json").read_text()).get("data", {}).get("sample_rate")
         return cls(unet, scheduler, name=name or root.resolve().name, clip=clip, segment=segment,
-                   sample_rate=sample_rate)
+                   sample_rate=sample_rate, below_floor=below_floor)
 
 
 def audio_prior(path: str, device: str = "cpu", dtype: str = "float32",
-                clip: float = 1.0, segment: int = SEGMENT) -> AudioDiffusionPrior:
+                clip: float = 1.0, segment: int = SEGMENT,
+                below_floor: str = "floor") -> AudioDiffusionPrior:
     """The multi-source audio diffusion prior of a checkpoint folder (a factory for plugins).
 
     :param str path: the checkpoint folder (``unet/`` and ``scheduler/``).
@@ -218,6 +228,8 @@ def audio_prior(path: str, device: str = "cpu", dtype: str = "float32",
     :param str dtype: set by the pipeline (the network's dtype).
     :param float clip: range of clipped Tweedie estimates.
     :param int segment: the window, in samples, a longer song is separated in.
+    :param str below_floor: ``"floor"`` (default) or ``"score"``: the denoiser below the
+        schedule's smallest level (see :class:`AudioDiffusionPrior`).
     """
     return AudioDiffusionPrior.from_pretrained(path, device=device, dtype=dtype, clip=clip,
-                                               segment=segment)
+                                               segment=segment, below_floor=below_floor)
