@@ -619,15 +619,28 @@ def test_resuming_under_another_environment_is_refused_naming_the_difference(fau
     assert env["torch"] == torch.__version__ and env["threads"] == torch.get_num_threads()
     assert env["device"] == "cpu" and "pnpkit" in env
     manifest = json.loads((out / "manifest.json").read_text())
-    manifest["environment"]["threads"] = 999
+    manifest["environment"]["torch"] = "1.0.0"
     write_json(out / "manifest.json", manifest)
     before = snapshot(out)
     line = fails(capsys, ["run", str(config(tmp_path)), "-q"])
-    assert line == (f"pnpkit: error: {out} holds results computed under another environment (threads "
-                    f"999 here, {torch.get_num_threads()} now), which would not match new ones; resume "
-                    "under the same one (threads: OMP_NUM_THREADS), pass --overwrite to recompute "
-                    "everything, or choose another output folder (-o DIR)")
+    assert line == (f"pnpkit: error: {out} holds results computed under another environment (torch "
+                    f"1.0.0 here, {torch.__version__} now), which would not match new ones; resume "
+                    "under the same one, pass --overwrite to recompute everything, or choose "
+                    "another output folder (-o DIR)")
     assert snapshot(out) == before
+
+
+def test_resuming_under_another_thread_count_is_said_not_refused(faults, tmp_path, capsys):
+    out, _ = finished_run(capsys, tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["environment"]["threads"] = 999
+    write_json(out / "manifest.json", manifest)
+    before = snapshot(out)["items/img0/tensors.safetensors"]
+    assert main(["run", str(config(tmp_path)), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert (f"pnpkit: resuming {out} with {torch.get_num_threads()} threads; its finished items "
+            "used 999 (results may differ in the last digits; OMP_NUM_THREADS sets the count)") in err
+    assert snapshot(out)["items/img0/tensors.safetensors"] == before  # the finished item kept
 
 
 # -- pnpkit bench -----------------------------------------------------------------------------

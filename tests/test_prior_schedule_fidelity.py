@@ -143,3 +143,18 @@ def test_below_floor_rule_floor_returns_the_estimate_at_the_floor():
 def test_below_floor_rule_is_checked():
     with pytest.raises(ValueError, match=r"below_floor must be one of 'score', 'floor', got 'snap'"):
         GaussianDiffusionPrior(below_floor="snap")
+
+
+@pytest.mark.parametrize("rule", ["score", "floor"])
+def test_denoise_takes_one_level_per_item_in_one_call(rule):
+    torch.manual_seed(0)
+    prior = GaussianDiffusionPrior(below_floor=rule)
+    x = torch.randn(4, 1, 8)
+    levels = torch.tensor([0.3, 0.05, 0.004, float(prior.sigma(200))])
+    prior.reset_nfe()
+    both = prior.denoise(x, levels)
+    assert prior.nfe == 1
+    for i, s in enumerate(levels.tolist()):
+        torch.testing.assert_close(both[i:i + 1], prior.denoise(x[i:i + 1], s), atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"one level per item \(4\), got 3 levels"):
+        prior.denoise(x, levels[:3])

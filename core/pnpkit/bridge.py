@@ -5,9 +5,9 @@ Importing this module imports deepinv (several seconds): the rest of the core do
 :func:`as_deepinv_denoiser` wraps a pnpkit prior in a :class:`deepinv.models.Denoiser`, whose
 ``forward(x, sigma)`` takes images in deepinv's range [0, 1]: it maps them to pnpkit's
 [-1, 1] (:math:`x = 2x_{01} - 1`, :math:`\\sigma = 2\\sigma_{01}`), denoises, and maps back.
-A diffusion prior denoises by Tweedie's formula at the timestep whose noise level is closest
-to :math:`\\sigma`, computed with gradients enabled so that guidance terms such as DPS can
-differentiate through it.
+A diffusion prior denoises by Tweedie's formula at the (fractional) timestep whose noise level
+is :math:`\\sigma` (:meth:`pnpkit.priors.DiffusionPrior.tweedie_denoise`, one level per item),
+computed with gradients enabled so that guidance terms such as DPS can differentiate through it.
 """
 
 from __future__ import annotations
@@ -19,26 +19,6 @@ from deepinv.models import Denoiser
 from torch import Tensor
 
 from pnpkit.priors import DiffusionPrior, Prior
-
-
-def tweedie(prior: DiffusionPrior, x: Tensor, sigma: Tensor) -> Tensor:
-    r"""Differentiable Tweedie denoising of ``x = x0 + sigma n`` with a diffusion prior.
-
-    Each item is scaled to the variance-preserving state :math:`x_t = \sqrt{\bar\alpha_t}\, x`
-    at the timestep :math:`t` whose :math:`\sqrt{(1-\bar\alpha_t)/\bar\alpha_t}` is closest to
-    its :math:`\sigma`, and :math:`\hat x_0(x_t, t)` is returned (one network evaluation).
-
-    :param pnpkit.priors.DiffusionPrior prior: the diffusion prior.
-    :param torch.Tensor x: noisy signals (B, C, *spatial) in [-1, 1].
-    :param torch.Tensor sigma: one noise level per item, shape (B,), pnpkit range.
-    :return: the clean estimate, like ``x``.
-    """
-    abar = prior.alphas_cumprod
-    levels = ((1 - abar) / abar).sqrt()
-    s = sigma.detach().to(torch.float64).cpu().reshape(-1, 1)
-    t = (levels[None, :] - s).abs().argmin(dim=1)
-    a = prior.abar(t, x)
-    return prior.x0(a.sqrt() * x, t)
 
 
 class PnpkitDenoiser(Denoiser):
@@ -73,8 +53,8 @@ class PnpkitDenoiser(Denoiser):
             levels = levels.expand(x.shape[0])
         levels = 2 * levels
         xp = 2 * x - 1
-        if isinstance(self.prior, DiffusionPrior):
-            out = tweedie(self.prior, xp, levels)
+        if isinstance(self.prior, DiffusionPrior):  # one network call, a timestep per item
+            out = self.prior.tweedie_denoise(xp, levels)
         elif bool((levels == levels[0]).all()):
             out = self.prior.denoise(xp, float(levels[0]))
         else:

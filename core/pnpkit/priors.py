@@ -345,7 +345,12 @@ class DiffusionPrior(Prior):
 
     @torch.no_grad()
     def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        """Denoise ``x = x0 + sigma n`` by Tweedie at the (fractional) timestep of level ``sigma``.
+        """:meth:`tweedie_denoise` without gradients (what solvers call)."""
+        return self.tweedie_denoise(x, sigma)
+
+    def tweedie_denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        """Denoise ``x = x0 + sigma n`` by Tweedie at the (fractional) timestep of level ``sigma``,
+        differentiable in ``x`` (guidance terms such as DPS's differentiate through it).
 
         Within the schedule's levels, ``sigma(0) <= sigma <= sigma(T - 1)``, the network runs at
         the fractional timestep :meth:`t_of_sigma` (diffusers' UNets and the ADM network take
@@ -359,28 +364,49 @@ class DiffusionPrior(Prior):
         Tweedie's ``x + sigma^2 grad log p`` with the floor's score; it equals the network's
         estimate at ``sigma(0)`` and goes to ``x`` as ``sigma -> 0`` (``D(x, 0) = x``). With
         ``"floor"`` the estimate at the floor is returned, ``D(x, sigma) = D(x, sigma(0))``.
-        Above the top level the network runs at ``T - 1``. One network evaluation, counted.
+        Above the top level the network runs at ``T - 1``. ``sigma`` may be one level per item
+        (a (B,) tensor): each item gets its own timestep, in the same single network evaluation,
+        counted.
         """
-        s = float(sigma)
+        levels = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1)
+        if levels.numel() == 1:
+            levels = levels.expand(x.shape[0])
+        if levels.numel() != x.shape[0]:
+            raise ValueError(f"denoise: sigma must be a number or one level per item ({x.shape[0]}), "
+                             f"got {levels.numel()} levels")
         last = self.num_timesteps - 1
         floor = float(self.sigma(0))
-        if s < floor and getattr(self, "below_floor", "score") == "floor":
-            s = floor
-        if s < floor:
-            a0 = self.abar(0, x)
-            return x - (s * s / floor) * self.eps(a0.sqrt() * x, 0)
-        t = self.t_of_sigma(s)
-        if t == round(t):
-            tt = torch.full((x.shape[0],), int(round(t)), dtype=torch.long, device=x.device)
+        rule = getattr(self, "below_floor", "score")
+        ts: list[float] = []
+        abars: list[float] = []
+        held: list[float | None] = []  # below the floor, "score": D = x - held * eps
+        for s in levels.tolist():
+            s = floor if s < floor and rule == "floor" else s
+            if s < floor:
+                ts.append(0.0)
+                abars.append(float(self.alphas_cumprod[0]))
+                held.append(s * s / floor)
+                continue
+            t = self.t_of_sigma(s)
+            ts.append(t)
+            abars.append(1.0 / (1.0 + s * s) if t < last else float(self.alphas_cumprod[last]))
+            held.append(None)
+        if all(t == round(t) for t in ts):
+            tt = torch.tensor([round(t) for t in ts], dtype=torch.long, device=x.device)
         else:
             kind = torch.float64 if x.dtype == torch.float64 else torch.float32
-            tt = torch.full((x.shape[0],), t, dtype=kind, device=x.device)
-        a = 1.0 / (1.0 + s * s) if t < last else float(self.alphas_cumprod[last])
-        a_t = torch.full((x.shape[0],) + (1,) * (x.dim() - 1), a, dtype=x.dtype, device=x.device)
+            tt = torch.tensor(ts, dtype=kind, device=x.device)
+        shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+        a_t = torch.tensor(abars, dtype=x.dtype, device=x.device).view(shape)
         x_t = a_t.sqrt() * x
         self.nfe += 1
         eps = self._eps_from_output(self.run_network(x_t, tt), x_t, a_t)
-        return (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        out = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        if any(h is not None for h in held):
+            below = torch.tensor([h is not None for h in held], device=x.device).view(shape)
+            factor = torch.tensor([h or 0.0 for h in held], dtype=x.dtype, device=x.device).view(shape)
+            out = torch.where(below, x - factor * eps, out)
+        return out
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> list[float]:

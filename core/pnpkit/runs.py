@@ -332,13 +332,19 @@ class OutputFolder:
                               "--overwrite to replace it, or choose another output folder (-o DIR)")
         recorded = old.get("environment")
         if environment is not None and isinstance(recorded, dict):
-            diff = _differences(recorded, environment)
-            if diff:
+            # Versions and the device change results; the thread count only their last digits
+            # (the order of float reductions), so a resume under another one is said, not refused.
+            fatal = _differences({k: v for k, v in recorded.items() if k != "threads"}, environment)
+            if fatal:
                 raise ConfigError(
                     f"{self.path} holds results computed under another environment "
-                    f"({'; '.join(diff)}), which would not match new ones; resume under the same "
-                    "one (threads: OMP_NUM_THREADS), pass --overwrite to recompute everything, or "
-                    "choose another output folder (-o DIR)")
+                    f"({'; '.join(fatal)}), which would not match new ones; resume under the same "
+                    "one, pass --overwrite to recompute everything, or choose another output "
+                    "folder (-o DIR)")
+            if "threads" in recorded and recorded["threads"] != environment.get("threads"):
+                print(f"pnpkit: resuming {self.path} with {environment.get('threads')} threads; its "
+                      f"finished items used {recorded['threads']} (results may differ in the last "
+                      "digits; OMP_NUM_THREADS sets the count)", file=sys.stderr)
         return old
 
     def create(self) -> None:

@@ -240,11 +240,13 @@ class TiledDiffusionPrior(_Tiled, DiffusionPrior):
     prior: DiffusionPrior
 
     def __init__(self, prior: DiffusionPrior, tile: int, overlap: int) -> None:
-        DiffusionPrior.__init__(self, prior.alphas_cumprod, prior.prediction_type, prior.clip)
+        DiffusionPrior.__init__(self, prior.alphas_cumprod, prior.prediction_type, prior.clip,
+                                getattr(prior, "below_floor", "score"))
         _Tiled.__init__(self, prior, tile, overlap)
 
     def network(self, x_t: Tensor, t: Tensor) -> Tensor:
-        return self._blend(lambda part: self.prior.network(part, t), x_t)
+        # the wrapped prior's run_network: its precision applies to every tile
+        return self._blend(lambda part: self.prior.run_network(part, t), x_t)
 
     def eps(self, x_t: Tensor, t: int | Tensor) -> Tensor:
         tt = self._timesteps(t, x_t)
