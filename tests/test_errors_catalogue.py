@@ -690,7 +690,7 @@ def test_diverged_sweep_rows_exit_1_and_are_named(bench, tmp_path, capsys):
     assert main(["bench", str(path), "-q"]) == 1
     captured = capsys.readouterr()
     out = (tmp_path / "bench").resolve()
-    assert (f"4 row(s): 2 solved, 2 diverged, 0 not solved; see {out / 'summary.md'} and "
+    assert (f"4 row(s): 2 solved, 2 diverged, 0 do not apply, 0 failed; see {out / 'summary.md'} and "
             f"{out / 'report.html'}") in captured.out
     assert captured.err.strip() == (
         "pnpkit: 2 row(s) diverged (the iterate became non-finite): half/0/toy-gauss/pgd/0/img0 at "

@@ -3,6 +3,7 @@
 from .admm import ADMM
 from .base import (
     Callback,
+    DoesNotApply,
     IterativeSolver,
     Result,
     SolveContext,
@@ -18,5 +19,5 @@ from .pgd import PGD, ProximalGradient
 from .pinv import PseudoInverse
 
 __all__ = ["ADMM", "HQS", "HalfQuadraticSplitting", "PGD", "PseudoInverse", "ProximalGradient",
-           "Callback", "IterativeSolver", "Result", "SolveContext", "Solver", "check_choice",
+           "Callback", "DoesNotApply", "IterativeSolver", "Result", "SolveContext", "Solver", "check_choice",
            "check_finite", "check_positive", "geometric", "is_finite"]

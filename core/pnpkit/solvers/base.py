@@ -43,8 +43,9 @@ class Result:
 
     :ivar x: the reconstruction, (B, C, *spatial).
     :ivar history: one record per logged stage: ``iteration``, ``stage``, ``objective``
-        (1/2 ||A x - y||^2, batch mean), ``residual`` (||A x - y|| / ||y||), and ``psnr``
-        when a reference was given, plus whatever the solver adds.
+        (1/2 ||A x - y||^2, batch mean), ``residual`` (||A x - y|| / ||y||) and, when a
+        reference was given, its quality against it: ``si_snr`` for audio-shaped signals,
+        ``psnr`` for every other (see :meth:`SolveContext.log`), plus whatever the solver adds.
     :ivar nfe: network function evaluations of the prior.
     :ivar wall_time: seconds spent in ``solve``.
     :ivar config: the solver's settings (``Solver.from_dict(config)`` rebuilds it).
@@ -108,8 +109,36 @@ def check_finite(t: Tensor, what: str) -> None:
                          "replace them (e.g. with 0) before solving")
 
 
+class DoesNotApply(TypeError):
+    """The problem is not one this solver handles: raised by ``solve`` (or a step) when the
+    operator or prior is of a kind the method cannot take, e.g. DDRM on an operator without an
+    SVD (not decomposable), a [0, 1]-range method on a nonlinear operator.
+
+    The message says what the method needs and what it got. It is a :class:`TypeError`, so
+    code that catches that sees it too; ``pnpkit bench`` records such a row as
+    ``does not apply: <message>``, apart from the rows that failed (status ``error``).
+    """
+
+
+def is_audio_shaped(x: Tensor) -> bool:
+    """Whether ``x`` is scored as audio in a solver's history: a real (B, C, T) tensor.
+
+    >>> is_audio_shaped(torch.zeros(1, 4, 800)), is_audio_shaped(torch.zeros(1, 3, 8, 8))
+    (True, False)
+    """
+    return x.dim() == 3 and not x.is_complex()
+
+
 class SolveContext:
-    """The problem being solved and the history being written, as a solver step sees it."""
+    """The problem being solved and the history being written, as a solver step sees it.
+
+    Against a reference, each history record scores the iterate by the signal's kind, told by
+    its shape as pnpkit's data gives signals: a real 3-D tensor (B, C, T) is audio (channels
+    or separated stems over time) and gets ``si_snr``, the scale-invariant SNR in dB over
+    time averaged over channels and items (:func:`pnpkit.metrics.si_snr`); anything else
+    (images (B, C, H, W), complex signals) gets ``psnr`` in dB (:func:`pnpkit.metrics.psnr`).
+    A (B, C, N) vector, the toy problems' included, counts as audio.
+    """
 
     def __init__(self, y: Tensor, operator: Operator, prior: Prior,
                  generator: torch.Generator | None, reference: Tensor | None) -> None:
@@ -121,7 +150,8 @@ class SolveContext:
         self.history: list[dict[str, Any]] = []
 
     def log(self, iteration: int, x: Tensor, stage: str = "iterate", **extra: Any) -> dict[str, Any]:
-        """Append a history record for iterate ``x`` (data fit, and PSNR against the reference)."""
+        """Append a history record for iterate ``x``: the data fit and, against the reference,
+        ``si_snr`` for an audio-shaped (B, C, T) signal or ``psnr`` for any other."""
         with torch.no_grad():
             # one operator call for both: objective 1/2 ||A x - y||^2, residual ||A x - y|| / ||y||
             r = (self.operator.A(x) - self.y).flatten(1)
@@ -132,9 +162,12 @@ class SolveContext:
                 "residual": float((sq.sqrt() / self.y.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()),
             }
             if self.reference is not None:
-                from ..metrics import psnr
+                from .. import metrics
 
-                rec["psnr"] = float(psnr(x, self.reference).mean())
+                if is_audio_shaped(x):
+                    rec["si_snr"] = float(metrics.si_snr(x, self.reference).mean())
+                else:
+                    rec["psnr"] = float(metrics.psnr(x, self.reference).mean())
         rec.update({k: (float(v) if isinstance(v, (Tensor, float)) else v) for k, v in extra.items()})
         self.history.append(rec)
         return rec

@@ -113,8 +113,10 @@ def _top_db(signals: list[Tensor]) -> float:
 def _quality_key(history: list[dict[str, Any]], kind: str) -> tuple[str, str] | None:
     """The quality trace a history has for this kind of signal: (record key, axis label).
 
-    Audio is scored by SI-SNR: a history that logs only PSNR (the solvers' default against
-    a reference) gets no quality axis rather than a PSNR one the run's metrics never use.
+    Audio is scored by SI-SNR, which the solvers' history logs for (B, C, T) signals against a
+    reference (:class:`pnpkit.solvers.SolveContext`); images by PSNR. An audio history without
+    ``si_snr`` (a solver that logs its own records) gets no quality axis rather than a PSNR one
+    the run's metrics never use.
     """
     keys = [("si_snr", "SI-SNR (dB)")] if kind == "audio" else [("psnr", "PSNR (dB)")]
     for key, label in keys:
@@ -207,8 +209,8 @@ def draw_run_figure(panels: list[tuple[Any, Tensor]], history: list[dict[str, An
         A multi-channel audio panel's title may be a list, one per channel (each stem's own
         scores); a string titles every channel's row.
     :param history: the solver's ``Result.history`` (``stage``, ``iteration``, ``residual``
-        and, when a reference was given, ``psnr`` per record; ``window`` for audio solved
-        window by window).
+        and, when a reference was given, ``si_snr`` per record for audio, ``psnr`` for images;
+        ``window`` for audio solved window by window).
     :param str kind: ``"image"`` or ``"audio"``.
     :param sample_rate: audio's sample rate (the spectrograms' axes), or None.
     :param channel_names: audio's stem names, one per channel, or None.

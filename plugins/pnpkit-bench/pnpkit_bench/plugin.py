@@ -13,12 +13,14 @@ def _bench(args: argparse.Namespace) -> int:
     """Run the sweep; print where its summary is (rank 0 only under torchrun).
 
     Exit 0, or 1 when a row diverged (one line names them); a bad sweep exits 2 before its
-    first case (the command line's one-line errors)."""
+    first case (the command line's one-line errors). The last line counts the rows solved,
+    diverged, that do not apply (a solver that cannot take the task) and that failed."""
     import os
     import sys
 
     from pnpkit.cli import diverged_line
 
+    from .report import status_counts
     from .sweep import Sweep, diverged_rows, load_sweep
 
     sweep = load_sweep(args.sweep)
@@ -29,11 +31,9 @@ def _bench(args: argparse.Namespace) -> int:
     rows = runner.run(overwrite=args.overwrite, progress=not args.quiet and first)
     diverged = diverged_rows(rows)
     if first:
-        ok = sum(r["status"] == "ok" for r in rows)
+        counts = ", ".join(f"{n} {what}" for what, n in status_counts(rows).items())
         out = runner.output.resolve()
-        print(f"{len(rows)} row(s): {ok} solved, {len(diverged)} diverged, "
-              f"{len(rows) - ok - len(diverged)} not solved; see {out / 'summary.md'} and "
-              f"{out / 'report.html'}")
+        print(f"{len(rows)} row(s): {counts}; see {out / 'summary.md'} and {out / 'report.html'}")
         if diverged:
             print(diverged_line("row(s)", diverged, saved=False), file=sys.stderr)
     return 1 if diverged else 0

@@ -4,7 +4,9 @@ and a static ``report.html``, all built from the rows of ``rows.csv``.
 The tables are one data structure (:func:`tables`) rendered twice, to Markdown and to HTML, by
 the Jinja2 templates in ``pnpkit_bench/templates/``: every table has exactly one line per
 solver, whatever happened to it (a solver that errored, diverged or does not apply has its
-status in the line and its reasons below the table). The plots are
+status in the line and its reasons below the table). A solver that does not apply to a task
+(status ``does not apply``, see :mod:`pnpkit_bench.sweep`) is shown as such, greyed, and
+counted apart from the rows that failed. The plots are
 :class:`matplotlib.figure.Figure` objects saved to their files: the caller's matplotlib
 backend is left as it was.
 
@@ -28,7 +30,8 @@ from typing import Any
 from .figures import metric_label, show_image
 from .sweep import COLUMNS, metric_columns, read_rows, reconstruction_name, row_key, safe_name
 
-__all__ = ["Line", "Table", "main", "regenerate", "summary_table", "tables", "write_reports"]
+__all__ = ["Line", "Table", "main", "regenerate", "status_counts", "summary_table", "tables",
+           "write_reports"]
 
 #: Solvers per grid picture: more are split over several pictures, so no panel is squeezed.
 GRID_SOLVERS = 7
@@ -106,6 +109,19 @@ def status_kind(status: str) -> str:
     return status.split(":", 1)[0].strip() or "unknown"
 
 
+def status_counts(rows: list[dict[str, str]]) -> dict[str, int]:
+    """How many rows were solved, diverged, do not apply and failed (every other status).
+
+    >>> status_counts([{"status": "ok"}, {"status": "does not apply: DDRM needs ..."},
+    ...                {"status": "error: ValueError: boom"}, {"status": "diverged: at iteration 3"}])
+    {'solved': 1, 'diverged': 1, 'do not apply': 1, 'failed': 1}
+    """
+    kinds = Counter(status_kind(r["status"]) for r in rows)
+    named = {"solved": kinds.pop("ok", 0), "diverged": kinds.pop("diverged", 0),
+             "do not apply": kinds.pop("does not apply", 0)}
+    return {**named, "failed": sum(kinds.values())}
+
+
 def _column_head(metric: str) -> str:
     """A table's metric header: the column name with its unit, e.g. ``psnr (dB)``."""
     label = metric_label(metric)
@@ -142,7 +158,12 @@ def tables(rows: list[dict[str, str]], metrics: list[str], reference: str | None
             cells += [_stat(times), _stat(_values(ok, "nfe")), _stat(_values(ok, "peak_memory_mb"))]
             if reference:
                 cells.append(f"{statistics.fmean(times) / ref_time:.3g}" if ref_time and times else "-")
-            css = "" if len(ok) == len(rs) else ("failed" if not ok else "partial")
+            if len(ok) == len(rs):
+                css = ""
+            elif set(kinds) == {"does not apply"}:
+                css = "na"  # not a failure: the method does not take this problem
+            else:
+                css = "failed" if not ok else "partial"
             table.lines.append(Line(solver, status, cells, css))
             reasons = Counter(r["status"] for r in rs if r["status"] != "ok")
             for reason, n in reasons.items():
@@ -169,7 +190,11 @@ def summary_table(rows: list[dict[str, str]], metrics: list[str], reference: str
     """``summary.md``: one Markdown table per (task, noise, prior), one line per solver, the
     reasons of the solvers that did not solve every row in a list under their table."""
     return str(_environment().get_template("summary.md.j2").render(
-        tables=tables(rows, metrics, reference)))
+        tables=tables(rows, metrics, reference), counts=_counts_text(rows)))
+
+
+def _counts_text(rows: list[dict[str, str]]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in status_counts(rows).items())
 
 
 def _style(solvers: list[str]) -> dict[str, dict[str, Any]]:
@@ -397,9 +422,10 @@ def _description(sweep: dict[str, Any], rows: list[dict[str, str]]) -> str:
     source = ", ".join(f"{k} = {v}" for k, v in data.items())
     solvers = list(dict.fromkeys(r["solver"] for r in rows))
     tasks = list(dict.fromkeys(r["task"] for r in rows))
+    counts = _counts_text(rows)
     return (f"{len(rows)} rows: {len(tasks)} task(s) ({', '.join(tasks)}) x {len(solvers)} solvers, "
             f"seeds {sweep.get('seeds', [0])}, data: {source or '-'}; device {sweep.get('device', 'cpu')}, "
-            f"{sweep.get('dtype', 'float32')}.")
+            f"{sweep.get('dtype', 'float32')}. Rows: {counts}.")
 
 
 def write_reports(out: Path, rows: list[dict[str, str]], sweep: dict[str, Any], items: list[Any]) -> None:

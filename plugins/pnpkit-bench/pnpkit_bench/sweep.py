@@ -13,7 +13,11 @@ Before the first case, :meth:`Sweep.validate` builds every solver with the setti
 task and noise level it runs (``settings`` plus ``per_task``) and checks every operator's and
 prior's settings, so a typo stops the sweep with one line instead of becoming error rows. A
 solve whose iterate becomes non-finite is a row with status ``"diverged: at iteration K"``
-and no metrics (:attr:`pnpkit.solvers.Result.diverged_at`): never averaged.
+and no metrics (:attr:`pnpkit.solvers.Result.diverged_at`): never averaged. A solver that
+does not apply to a task's operator or prior (it raises :class:`pnpkit.solvers.DoesNotApply`,
+as DDRM does on an operator that is not decomposable) is a row with status
+``"does not apply: <reason>"``; any other exception is ``"error: <type>: <message>"``.
+Neither has metrics.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from pnpkit.runs import (
     write_json,
     write_text,
 )
-from pnpkit.solvers import is_finite
+from pnpkit.solvers import DoesNotApply, is_finite
 
 from .memory import PeakMemory
 
@@ -359,9 +363,13 @@ class Sweep:
             y = ops.measure(op, x, g)
             with PeakMemory(self.device) as mem:
                 result = solver.solve(y, op, prior, generator=g, reference=x)
-        except Exception as exc:  # a solver that does not apply is a row, not a crash
-            row.update(status=f"error: {type(exc).__name__}: {exc}"[:300], wall_time="", nfe="",
+        except DoesNotApply as exc:  # the solver cannot take this operator or prior
+            row.update(status=_status("does not apply", str(exc)), wall_time="", nfe="",
                        peak_memory_mb="")
+            return row, []
+        except Exception as exc:  # a failing case is a row, not a crash
+            row.update(status=_status("error", f"{type(exc).__name__}: {exc}"), wall_time="",
+                       nfe="", peak_memory_mb="")
             return row, []
         row.update(wall_time=f"{result.wall_time:.4f}", nfe=result.nfe,
                    peak_memory_mb=f"{mem.peak_mb:.2f}")
@@ -380,6 +388,15 @@ class Sweep:
             tensors["y"] = y[0].detach().float().cpu().contiguous()
         save_file(tensors, self.output / "reconstructions" / f"{reconstruction_name(case.key)}.safetensors")
         return row, result.history
+
+
+def _status(kind: str, reason: str) -> str:
+    r"""A row's status ``"<kind>: <reason>"``, on one line and at most 300 characters.
+
+    >>> _status("does not apply", "DDRM needs a decomposable operator;\nBlur is not one")
+    'does not apply: DDRM needs a decomposable operator; Blur is not one'
+    """
+    return f"{kind}: {' '.join(reason.split())}"[:300]
 
 
 def run(path: str | Path, output: str | Path | None = None, overwrite: bool = False,

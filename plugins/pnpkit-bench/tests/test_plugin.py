@@ -25,7 +25,7 @@ def test_bench_is_a_plugin_command(bench_site, tmp_path, capsys):
     assert main(["bench", str(path), "-q"]) == 0
     printed = capsys.readouterr().out
     out = (tmp_path / "o").resolve()
-    assert (f"2 row(s): 2 solved, 0 diverged, 0 not solved; see {out / 'summary.md'} and "
+    assert (f"2 row(s): 2 solved, 0 diverged, 0 do not apply, 0 failed; see {out / 'summary.md'} and "
             f"{out / 'report.html'}") in printed
     assert (tmp_path / "o" / "report.html").is_file()
     assert main(["bench", str(tmp_path / "missing.toml")]) == 2
@@ -206,3 +206,28 @@ def test_a_separation_run_writes_reference_stems_and_titles_each_stem_with_its_o
     assert titles[-1] == "reference" and scores["stem_mse/low"] != scores["stem_mse/high"]
     assert titles[-2] == [f"pgd (stem_mse {scores['stem_mse/low']:.2f})",
                           f"pgd (stem_mse {scores['stem_mse/high']:.2f})"]
+    # the solver's history scores the (B, C, T) stems by SI-SNR, so the figure's convergence
+    # panel has an SI-SNR axis (and no PSNR one)
+    history = call[2]
+    assert history and all("si_snr" in h and "psnr" not in h for h in history)
+    fig = figures.draw_run_figure(call[1], history, "audio", 8000, ["low", "high"])
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert "SI-SNR (dB)" in labels and not [lb for lb in labels if "PSNR" in lb]
+    (conv,) = [ax for ax in fig.axes if ax.get_title() == "convergence"]
+    assert [t.get_text() for t in conv.get_legend().get_texts()] == ["residual", "SI-SNR"]
+
+
+def test_an_image_solve_draws_a_psnr_axis():
+    from pnpkit import PGD
+    from pnpkit.operators import MatrixOperator, measure
+    from pnpkit.testing import TikhonovPrior
+    from pnpkit_bench.figures import draw_run_figure
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 1, 8, 8, generator=g) * 2 - 1
+    op = MatrixOperator(torch.randn(40, 64, generator=g) / 16, shape=(1, 8, 8))
+    res = PGD(iterations=3, stepsize=0.5, sigma=0.1).solve(measure(op, x), op, TikhonovPrior(),
+                                                           reference=x)
+    fig = draw_run_figure([("x", x[0]), ("result", res.x[0])], res.history, "image")
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels == ["||Ax - y|| / ||y||", "PSNR (dB)"]

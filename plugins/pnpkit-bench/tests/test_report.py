@@ -15,7 +15,7 @@ from pnpkit_bench import report
 from pnpkit_bench.sweep import COLUMNS
 
 SOLVERS = ["hqs", "ddrm", "pgd", "red|pipe", "half"]
-DDRM = "error: TypeError: DDRM needs a decomposable operator; SuperResolution is not one"
+DDRM = "does not apply: DDRM needs a decomposable operator; SuperResolution is not one"
 
 
 def rows() -> list[dict[str, str]]:
@@ -105,7 +105,7 @@ def test_every_markdown_table_has_one_line_per_solver_whatever_its_status(writte
         assert [line[0] for line in lines] == SOLVERS, "exactly one line per solver, in order"
         assert all(len(line) == len(head) for line in lines), "no cell broken by a pipe"
         status = {line[0]: line[1:3] for line in lines}
-        assert status == {"hqs": ["ok", "2"], "ddrm": ["error", "0"], "pgd": ["diverged", "0"],
+        assert status == {"hqs": ["ok", "2"], "ddrm": ["does not apply", "0"], "pgd": ["diverged", "0"],
                           "red|pipe": ["ok", "2"], "half": ["1 ok, 1 error", "1"]}
         assert lines[0][3:] == ["25 ± 0", "0.5 ± 0", "1.5 ± 0", "10 ± 0", "3 ± 0", "1"]
     # the reasons are a list under each table, one line each, never inside it
@@ -113,6 +113,8 @@ def test_every_markdown_table_has_one_line_per_solver_whatever_its_status(writte
     assert text.count("- pgd: diverged: residual 3e+08 at iteration 4 (2 of 2 rows)\n") == 2
     assert text.count("- half: error: ValueError: bad | input second line (1 of 2 rows)\n") == 2
     assert "> " not in text
+    # 20 rows: 10 solved (hqs, red|pipe, half's a), 4 diverged, 4 do not apply, 2 failed
+    assert "Rows: 10 solved, 4 diverged, 4 do not apply, 2 failed." in text
 
 
 def test_every_html_table_has_one_line_per_solver_and_the_reasons_below(written):
@@ -123,8 +125,12 @@ def test_every_html_table_has_one_line_per_solver_and_the_reasons_below(written)
         assert len(table["thead"]) == 1 and table["thead"][0][:3] == ["solver", "status", "n"]
         assert [r[0] for r in table["tbody"]] == SOLVERS
         assert all(len(r) == len(table["thead"][0]) for r in table["tbody"])
-        assert [r[1] for r in table["tbody"]] == ["ok", "error", "diverged", "ok", "1 ok, 1 error"]
-    assert text.count('<tr class="failed">') == 4 and text.count('<tr class="partial">') == 2
+        assert [r[1] for r in table["tbody"]] == ["ok", "does not apply", "diverged", "ok",
+                                                  "1 ok, 1 error"]
+    # a solver that does not apply is greyed as such, not styled as a failure
+    assert text.count('<tr class="na">') == 2 and text.count('<tr class="failed">') == 2
+    assert text.count('<tr class="partial">') == 2
+    assert "Rows: 10 solved, 4 diverged, 4 do not apply, 2 failed." in text
     assert text.count(f"<li>ddrm: {DDRM} (2 of 2 rows)</li>") == 2
     assert "red|pipe" in text and "<h3 id=" in text
     for name in ("quality_vs_time.png", "convergence.png", "summary.md", "rows.csv"):

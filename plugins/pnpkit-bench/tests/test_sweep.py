@@ -209,3 +209,86 @@ def test_audio_sweep_gets_the_sample_rate_and_a_column_per_stem(toy_site, monkey
         assert float(r["si_snri_msdm"]) == pytest.approx(sum(stems) / 2, abs=1e-3)
     summary = (tmp_path / "asweep" / "summary.md").read_text()
     assert "si_snri_msdm/0" in summary and "si_snri_msdm/1" in summary
+
+
+PICKY_PLUGIN = '''
+from dataclasses import dataclass
+
+import pnpkit
+from pnpkit.solvers import DoesNotApply, Solver
+
+
+@dataclass(kw_only=True)
+class Picky(Solver):
+    name = "picky"
+
+    def solve(self, y, operator, prior, **kwargs):
+        raise DoesNotApply(f"picky needs an SVD; {type(operator).__name__} has none")
+
+
+@dataclass(kw_only=True)
+class Broken(Solver):
+    name = "broken"
+
+    def solve(self, y, operator, prior, **kwargs):
+        raise TypeError("unsupported operand type(s) for +: 'Tensor' and 'str'")
+
+
+@pnpkit.hookimpl
+def register_solvers(register):
+    register("picky", Picky)
+    register("broken", Broken)
+'''
+
+APPLIES = """
+output = "out"
+metrics = ["mse"]
+[data]
+dataset = "toy-images"
+count = 1
+size = 8
+[[tasks]]
+name = "mask"
+operator = "toy-mask"
+[[priors]]
+name = "toy-gauss"
+[[solvers]]
+name = "pinv"
+[[solvers]]
+name = "picky"
+[[solvers]]
+name = "ddrm"
+settings = { iterations = 2 }
+[[solvers]]
+name = "broken"
+"""
+
+
+def test_a_solver_that_does_not_apply_is_said_so_and_not_counted_as_an_error(
+        toy_site, fake_site, monkeypatch, tmp_path, capsys):
+    from pnpkit.cli import main
+
+    fake_site("pnpkit-picky", "pnpkit_picky_plugin", PICKY_PLUGIN, entry_name="picky")
+    monkeypatch.setenv("PNPKIT_LOAD_PLUGINS", "toy,bench,peers,picky")
+    reset_manager(PluginManager())
+    path = tmp_path / "sweep.toml"
+    path.write_text(APPLIES)
+    assert main(["bench", str(path), "-q"]) == 0
+    out = (tmp_path / "out").resolve()
+    assert (f"4 row(s): 1 solved, 0 diverged, 2 do not apply, 1 failed; see {out / 'summary.md'}"
+            in capsys.readouterr().out)
+    status = {r["solver"]: r["status"] for r in read(out / "rows.csv")}
+    assert status == {
+        "pinv": "ok",
+        "picky": "does not apply: picky needs an SVD; ToyMask has none",
+        # deepinv's DDRM through pnpkit-peers: the toy mask is no DecomposablePhysics
+        "ddrm": "does not apply: DDRM needs a decomposable operator (deepinv DecomposablePhysics); "
+                "ToyMask is not one",
+        "broken": "error: TypeError: unsupported operand type(s) for +: 'Tensor' and 'str'"}
+    summary = (out / "summary.md").read_text()
+    assert "| picky | does not apply | 0 |" in summary and "| ddrm | does not apply | 0 |" in summary
+    assert "| broken | error | 0 |" in summary
+    assert "\n- picky: does not apply: picky needs an SVD; ToyMask has none\n" in summary
+    assert "Rows: 1 solved, 0 diverged, 2 do not apply, 1 failed." in summary
+    html = (out / "report.html").read_text()
+    assert html.count('<tr class="na">') == 2 and html.count('<tr class="failed">') == 1

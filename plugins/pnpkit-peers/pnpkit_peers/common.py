@@ -15,7 +15,7 @@ from torch import Tensor
 from pnpkit import operators as ops
 from pnpkit.operators import Operator
 from pnpkit.priors import Prior
-from pnpkit.solvers import Callback, Result, SolveContext, Solver
+from pnpkit.solvers import Callback, DoesNotApply, Result, SolveContext, Solver
 
 
 def derived_seed(generator: torch.Generator | None) -> int:
@@ -33,8 +33,8 @@ def to_unit_range(y: Tensor, operator: Operator, sigma_floor: float = 0.0) -> tu
     ``sigma_floor`` (pnpkit units).
     """
     if not ops.is_linear(operator):
-        raise TypeError(f"{type(operator).__name__} is nonlinear: this deepinv method works on "
-                        "[0, 1] images and needs a linear operator to change the range")
+        raise DoesNotApply(f"{type(operator).__name__} is nonlinear: this deepinv method works "
+                           "on [0, 1] images and needs a linear operator to change the range")
     with torch.no_grad():
         ones = torch.ones_like(operator.A_adjoint(y))
         y01 = (y + operator.A(ones)) / 2

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from pnpkit import operators as ops
-from pnpkit.solvers import SolveContext
+from pnpkit.solvers import DoesNotApply, SolveContext
 
 from .common import PeerSolver, to_unit_range
 
@@ -76,8 +76,8 @@ class DDRM(PeerSolver):
         import numpy as np
 
         if not isinstance(ctx.operator, deepinv.physics.DecomposablePhysics):
-            raise TypeError(f"DDRM needs a decomposable operator (deepinv DecomposablePhysics); "
-                            f"{type(ctx.operator).__name__} is not one")
+            raise DoesNotApply(f"DDRM needs a decomposable operator (deepinv "
+                               f"DecomposablePhysics); {type(ctx.operator).__name__} is not one")
         from pnpkit.bridge import as_deepinv_denoiser
 
         y01, physics = to_unit_range(ctx.y, ctx.operator)
