@@ -24,6 +24,11 @@ from .loading import torch_dtype
 
 STATE_DICT_KEYS = ("state_dict", "params_ema", "params", "model", "ema")
 
+#: The two schedule buffers deepinv's DiffUNet computes when it is built and saves in its state
+#: dict (its denoising mode maps noise levels to timesteps with them); guided-diffusion's
+#: checkpoints (DPS's ``ffhq_10m.pt``, ADM's ImageNet models) do not hold them.
+DIFFUNET_BUFFERS = ("sqrt_1m_alphas_cumprod", "sqrt_alphas_cumprod")
+
 
 class DeepinvDenoiserPrior(DenoiserPrior):
     r"""Any deepinv denoiser ``model(x, sigma)`` (images in [0, 1]) as a pnpkit denoiser prior.
@@ -83,15 +88,20 @@ def weights_file(weights: str | Path, what: str) -> Path:
     return path
 
 
-def load_weights(model: torch.nn.Module, weights: str | Path, what: str) -> torch.nn.Module:
+def load_weights(model: torch.nn.Module, weights: str | Path, what: str,
+                 own: tuple[str, ...] = ()) -> torch.nn.Module:
     """Load a local state dict (``.safetensors``, or ``.pth``/``.pt`` read with ``weights_only``).
 
     Checkpoints that wrap the state dict under ``"state_dict"``, ``"params_ema"``, ``"params"``,
-    ``"model"`` or ``"ema"`` are unwrapped.
+    ``"model"`` or ``"ema"`` are unwrapped. The load is strict: every key of the network must be
+    in the file and the file may hold no other, except the keys named in ``own``, which the
+    network computes itself when it is built (a fixed schedule): a file without them keeps the
+    network's own values.
 
     :param torch.nn.Module model: the freshly built network.
     :param str weights: the file.
     :param str what: the network's description, for messages.
+    :param tuple own: state-dict keys the file may leave out (e.g. :data:`DIFFUNET_BUFFERS`).
     :raises FileNotFoundError: when the file does not exist.
     :raises ValueError: when its tensors do not fit the network.
     """
@@ -106,6 +116,9 @@ def load_weights(model: torch.nn.Module, weights: str | Path, what: str) -> torc
             if isinstance(state.get(key), dict):
                 state = state[key]
                 break
+    if own and isinstance(state, dict):
+        current = model.state_dict()
+        state = {**{k: current[k] for k in own if k in current and k not in state}, **state}
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError) as exc:
@@ -194,13 +207,24 @@ def drunet(weights: str | None = None, channels: int = 3,
 
 
 def diffunet(weights: str | None = None, channels: int = 3, large_model: bool = False,
-             device: str = "cpu", dtype: str = "float32") -> DeepinvDenoiserPrior:
+             num_channels: int | None = None, device: str = "cpu",
+             dtype: str = "float32") -> DeepinvDenoiserPrior:
     """deepinv's DiffUNet (the guided-diffusion network of DiffPIR/DPS) used as a denoiser.
 
-    :param str weights: ``.pth`` or ``.safetensors`` of the network (e.g. deepinv's
-        ``diffusion_ffhq_10m.pt``).
-    :param int channels: image channels.
+    It loads guided-diffusion's checkpoints as they are released, e.g. DPS's ``ffhq_10m.pt``
+    (or deepinv's copy, ``diffusion_ffhq_10m.pt``) and ADM's ``256x256_diffusion_uncond.pt``
+    with ``large_model = true``: such a file holds every weight but not the two schedule
+    buffers deepinv's DiffUNet adds (:data:`DIFFUNET_BUFFERS`), which keep the network's own
+    values; any other missing, extra or misshapen key is refused. As a diffusion prior (for
+    DCDP, RED-Diff, ProjDiff), the same file loads through the ``adm`` prior.
+
+    :param str weights: ``.pth``/``.pt`` (read with ``torch.load(weights_only=True)``) or
+        ``.safetensors`` of the network.
+    :param int channels: image channels (3: the output has 6, guided-diffusion's learned variance).
     :param bool large_model: the large ImageNet architecture instead of the FFHQ one.
+    :param int num_channels: the base width (None: the released ones, 128 for FFHQ, 256 with
+        ``large_model``); another width builds the same architecture narrower or wider, for a
+        checkpoint trained so (guided-diffusion's ``--num_channels``).
     :param str device: set by the pipeline.
     :param str dtype: set by the pipeline.
     """
@@ -209,9 +233,20 @@ def diffunet(weights: str | None = None, channels: int = 3, large_model: bool = 
     if weights is None:
         raise _need_weights("DiffUNet", "diffusion_ffhq_10m.pt")
     weights_file(weights, "DiffUNet")
-    net = DiffUNet(in_channels=channels, out_channels=channels, large_model=large_model,
-                   pretrained=None)
-    load_weights(net, weights, "DiffUNet")
+    if num_channels is None:
+        net = DiffUNet(in_channels=channels, out_channels=channels, large_model=large_model,
+                       pretrained=None)
+    else:
+        from .adm import ADMUNet, architecture
+
+        # deepinv's two configurations at another width (a DiffUNet, the same forward passes)
+        arch = architecture("imagenet256-uncond" if large_model else "ffhq256",
+                            num_channels=num_channels, in_channels=channels,
+                            learn_sigma=channels == 3)
+        net = ADMUNet(arch)
+    what = f"DiffUNet(channels={channels}, large_model={large_model}" + (
+        f", num_channels={num_channels})" if num_channels is not None else ")")
+    load_weights(net, weights, what, own=DIFFUNET_BUFFERS)
     return DeepinvDenoiserPrior(_finish(net, device, dtype), name="diffunet")
 
 

@@ -159,3 +159,95 @@ def test_deepinv_diffpir_runs_on_a_pnpkit_diffusion_prior(grey_ckpt: Path) -> No
                                     max_iter=5, sigma=0.01)
     out = diffpir(y, physics, seed=1)
     assert out.shape == x.shape and torch.isfinite(out).all() and prior.nfe == 5
+
+
+# -- diffunet: guided-diffusion checkpoints -------------------------------------------------------
+
+
+def _randomised(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Fill the layers guided-diffusion initialises at zero, so every output depends on them."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            if not p.any():
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    return net.eval()
+
+
+class _Scheduled(torch.nn.Module):
+    """A layer and the two schedule buffers deepinv's DiffUNet saves in its state dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 1)
+        self.register_buffer("sqrt_alphas_cumprod", torch.arange(3.0))
+        self.register_buffer("sqrt_1m_alphas_cumprod", torch.full((3,), 0.5))
+
+
+def test_the_schedule_buffers_come_from_the_network_every_weight_from_the_file(tmp_path: Path) -> None:
+    from pnpkit_priors.deepinv_denoisers import DIFFUNET_BUFFERS, load_weights
+
+    weights = {"conv.weight": torch.full((1, 1, 1, 1), 3.0), "conv.bias": torch.full((1,), -1.0)}
+    torch.save(weights, tmp_path / "ok.pt")
+    net = load_weights(_Scheduled(), tmp_path / "ok.pt", "net", own=DIFFUNET_BUFFERS)
+    assert net.conv.weight.item() == 3.0 and net.conv.bias.item() == -1.0
+    torch.testing.assert_close(net.sqrt_alphas_cumprod, torch.arange(3.0))
+    torch.testing.assert_close(net.sqrt_1m_alphas_cumprod, torch.full((3,), 0.5))
+    with pytest.raises(ValueError, match="do not fit the network.*Missing key.*sqrt_alphas_cumprod"):
+        load_weights(_Scheduled(), tmp_path / "ok.pt", "net")  # strict without own=: the old bug
+    # still strict about every real weight: one missing, one extra, one of another shape
+    for bad, key in (({"conv.weight": weights["conv.weight"]}, "Missing key.*conv.bias"),
+                     ({**weights, "conv.scale": torch.ones(1)}, "Unexpected key.*conv.scale"),
+                     ({**weights, "conv.bias": torch.ones(2)}, "size mismatch for conv.bias")):
+        torch.save(bad, tmp_path / "bad.pt")
+        with pytest.raises(ValueError, match=f"do not fit the network.*{key}"):
+            load_weights(_Scheduled(), tmp_path / "bad.pt", "net", own=DIFFUNET_BUFFERS)
+
+
+def test_diffunet_loads_a_reduced_width_guided_diffusion_checkpoint(tmp_path: Path) -> None:
+    """DPS's FFHQ 256 architecture at a quarter of its width, saved as guided-diffusion saves it
+    (every weight, no schedule buffers, as the real ffhq_10m.pt), loaded by name."""
+    from pnpkit_priors.adm import ADMUNet, architecture
+    from pnpkit_priors.deepinv_denoisers import DIFFUNET_BUFFERS
+
+    torch.manual_seed(0)
+    source = _randomised(ADMUNet(architecture("ffhq256", num_channels=32)))
+    state = source.state_dict()
+    assert not set(DIFFUNET_BUFFERS) & set(state) and state["out.2.weight"].shape[0] == 6
+    torch.save(state, tmp_path / "ffhq_10m.pt")
+    prior = pnpkit.create("prior", "diffunet", weights=str(tmp_path / "ffhq_10m.pt"), num_channels=32)
+    loaded = prior.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    torch.testing.assert_close(prior.model.sqrt_alphas_cumprod, source.sqrt_alphas_cumprod)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        out = prior.denoise(x, 0.2)
+        want = 2 * source((x + 1) / 2, 0.1) - 1  # deepinv's denoising mode on [0, 1], sigma / 2
+    torch.testing.assert_close(out, want)
+    assert prior.nfe == 1 and (out - x).abs().mean() > 1e-3
+    state.pop("out.2.bias")
+    torch.save(state, tmp_path / "cut.pt")
+    with pytest.raises(ValueError, match=r"DiffUNet\(channels=3, large_model=False, num_channels=32\): "
+                                         r"the weights in .*cut.pt do not fit the network.*out.2.bias"):
+        pnpkit.create("prior", "diffunet", weights=str(tmp_path / "cut.pt"), num_channels=32)
+
+
+@pytest.mark.slow
+def test_diffunet_loads_the_full_size_ffhq_10m_layout(tmp_path: Path) -> None:
+    """The FFHQ 256 network at full width (93.6 M parameters, random weights) in the layout of
+    DPS's ffhq_10m.pt, loaded into deepinv's own DiffUNet (whose state dict has the schedule
+    buffers the file lacks)."""
+    from deepinv.models import DiffUNet
+
+    from pnpkit_priors.adm import ADMUNet, architecture
+
+    torch.manual_seed(0)
+    source = ADMUNet(architecture("ffhq256"))
+    state = source.state_dict()
+    torch.save(state, tmp_path / "ffhq_10m.pt")
+    prior = pnpkit.create("prior", "diffunet", weights=str(tmp_path / "ffhq_10m.pt"))
+    assert type(prior.model) is DiffUNet
+    loaded = prior.model.state_dict()
+    assert set(loaded) - set(state) == {"sqrt_1m_alphas_cumprod", "sqrt_alphas_cumprod"}
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    torch.testing.assert_close(loaded["sqrt_alphas_cumprod"], source.sqrt_alphas_cumprod)
