@@ -32,6 +32,9 @@ _LAZY = {
     "Mixture": "mixture",
     "SourceMasking": "source_masking",
     "LatentOperator": "latent",
+    "AveragePoolingSR": "decomposable",
+    "SeparableBlur": "decomposable",
+    "conv_matrix": "decomposable",
 }
 
 __all__ = sorted(_LAZY) + ["factories"]

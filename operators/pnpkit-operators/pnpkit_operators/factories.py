@@ -72,35 +72,41 @@ def super_resolution(shape: Shape = None, sigma_y: float = 0.0, factor: int = 4,
 
 
 def box_inpainting(shape: Shape = None, sigma_y: float = 0.0, box_fraction: float = 100 / 256,
-                   device: str = "cpu", dtype: str = "float32") -> Any:
-    r"""Box inpainting: a centred box of pixels is missing, the same in every channel.
+                   position: Sequence[float] | str = (100 / 256, 100 / 256), device: str = "cpu",
+                   dtype: str = "float32") -> Any:
+    r"""Box inpainting: a box of pixels is missing, the same in every channel.
 
     .. math::
 
         y = m \odot x + \sigma_y n
 
-    The box is ``round(H * box_fraction)`` by ``round(W * box_fraction)`` pixels (at least 1),
-    centred (its top-left corner at ``((H - h) // 2, (W - w) // 2)``): 100 x 100 at 256 x 256
-    as in the papers (``box_fraction = 100/256``). On a rectangle each side of the box is the
-    same fraction of the image's side, so the box has the image's aspect: 25 x 38 at 64 x 96.
+    The box is ``round(H * box_fraction)`` by ``round(W * box_fraction)`` pixels (at least 1):
+    100 x 100 at 256 x 256 as in the papers (``box_fraction = 100/256``). Its top-left corner is
+    at ``(round(H * top), round(W * left))`` for ``position = [top, left]``, fractions of the
+    sides: the default ``[100/256, 100/256]`` is the DCDP code's box, ``mask[..., 100:200,
+    100:200]`` of a 256 x 256 image (50:100 at 128, 12:24 at 32). ``position = "centre"``
+    centres the box (corner at ``((H - h) // 2, (W - w) // 2)``: 78:178 at 256), the
+    placement before this setting existed. On a rectangle each side of the box is the same
+    fraction of the image's side, so the box has the image's aspect: 25 x 38 at 64 x 96.
     deepinv's :class:`~deepinv.physics.Inpainting`; the projection is exact.
 
     :param tuple[int] shape: ``(C, H, W)``.
     :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
     :param float box_fraction: box side over image side, in (0, 1).
+    :param list[float] position: ``[top, left]``, the box's top-left corner as fractions of
+        the height and width (each in [0, 1), the box must fit), or ``"centre"``.
     :param str device: device of the mask.
     :param str dtype: ``"float32"`` or ``"float64"``.
     """
     from .inpainting import MaskInpainting, box_mask
+    from .shapes import box_placement
 
     name = "box-inpainting"
     c, h, w = need_shape(shape, name)
-    if not 0 < box_fraction < 1:
-        raise ValueError(f"{name}: box_fraction must be in (0, 1) (box side over image side; "
-                         f"100/256 = {100 / 256:.4f} in the papers), got {box_fraction}")
-    box = (max(1, int(round(h * box_fraction))), max(1, int(round(w * box_fraction))))
-    op = MaskInpainting((c, h, w), box_mask((c, h, w), box), noise_model=gaussian_noise(sigma_y))
-    op.box = box
+    top, left, bh, bw = box_placement(h, w, box_fraction, position)
+    op = MaskInpainting((c, h, w), box_mask((c, h, w), (bh, bw), (top, left)),
+                        noise_model=gaussian_noise(sigma_y))
+    op.box, op.corner = (bh, bw), (top, left)
     return _finish(op, dtype, device)
 
 
@@ -251,6 +257,94 @@ def motion_deblur(shape: Shape = None, sigma_y: float = 0.0, kernel_size: int = 
     kernel = motion_kernel(size, float(intensity), float(length_scale), int(seed))
     op = _blur(name, kernel, (c, h, w), padding, sigma_y, max_iter)
     op.kernel_size = size
+    return _finish(op, dtype, device)
+
+
+def sr_avgpool(shape: Shape = None, sigma_y: float = 0.0, factor: int = 4, device: str = "cpu",
+               dtype: str = "float32") -> Any:
+    r"""Super-resolution by average pooling: each ``factor x factor`` block becomes its mean.
+
+    .. math::
+
+        y = S_{\text{avg}}\, x + \sigma_y n
+
+    The SR operator of the DDRM and ProjDiff papers, decomposable (deepinv's
+    :class:`~deepinv.physics.DecomposablePhysics`, an explicit SVD: DDRM runs on it):
+    ``A A^T = I / factor^2``, ``A^+ y`` repeats each value over its block, the projection is
+    exact. No anti-aliasing filter (unlike ``super-resolution``'s bicubic one).
+
+    :param tuple[int] shape: ``(C, H, W)``; ``factor`` must divide ``H`` and ``W``.
+    :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param int factor: the block side (4).
+    :param str device: device of the operator's buffers.
+    :param str dtype: ``"float32"`` or ``"float64"``.
+    """
+    from .decomposable import AveragePoolingSR
+
+    name = "sr-avgpool"
+    c, h, w = need_shape(shape, name)
+    if isinstance(factor, bool) or int(factor) != factor or factor < 1:
+        raise ValueError(f"{name}: factor must be a positive integer, got {factor!r}")
+    factor = int(factor)
+    if h % factor or w % factor:
+        good = [f for f in range(2, min(h, w) + 1) if h % f == 0 and w % f == 0][:6]
+        hint = (f"use a factor that divides both ({', '.join(map(str, good))}...)" if good
+                else "no factor > 1 divides both sides")
+        raise ValueError(f"{name}: factor {factor} does not divide the image size {h}x{w}; "
+                         f"{hint}, or crop/resize the images to a multiple of {factor}")
+    op = AveragePoolingSR((c, h, w), factor, dtype=as_dtype(dtype), noise_model=gaussian_noise(sigma_y))
+    return _finish(op, dtype, device)
+
+
+def separable_gaussian_blur(shape: Shape = None, sigma_y: float = 0.0, kernel_std: float = 10.0,
+                            kernel_size: int = 5, scale_with_size: bool = True,
+                            svd_threshold: float = 3e-2, drop_last_tap: bool = True,
+                            device: str = "cpu", dtype: str = "float32") -> Any:
+    r"""Separable Gaussian blur with a zero boundary, the DDRM and ProjDiff papers' deblurring.
+
+    .. math::
+
+        y = M_H\, x\, M_W^{\top} + \sigma_y n, \qquad M[i, j] = k[j - i + \lfloor K/2 \rfloor]
+
+    The 1-D kernel ``k`` is ``exp(-u^2 / (2 s^2))`` at ``u = -K//2 ... K//2``, normalised:
+    the authors' ``sigma = 10`` and ``K = 5`` taps at 256 x 256 (nearly flat), both scaled by
+    ``min(H, W) / 256`` with ``scale_with_size`` (the size to the nearest odd, at least 3:
+    3 taps, std 1.25 at 32 x 32). Decomposable (deepinv's
+    :class:`~deepinv.physics.DecomposablePhysics`; DDRM runs on it): the SVD is that of the
+    two 1-D matrices, whose singular values below ``svd_threshold`` (the authors' 3e-2) are
+    set to 0 in the operator itself, as their code does: the measurement, ``A^+`` and the
+    projection (exact) all use the truncated SVD. ``drop_last_tap`` (default, the authors'
+    matrix: ``j`` runs over ``[i - K//2, i + K//2)``, so the kernel's last tap is left out);
+    ``false`` uses every tap, a symmetric blur.
+
+    :param tuple[int] shape: ``(C, H, W)``.
+    :param float sigma_y: measurement noise standard deviation (signals in [-1, 1]).
+    :param float kernel_std: the 1-D kernel's standard deviation in pixels (at 256 when scaled).
+    :param int kernel_size: its taps (at 256 when scaled; odd otherwise).
+    :param bool scale_with_size: scale ``kernel_std`` and ``kernel_size`` by ``min(H, W) / 256``.
+    :param float svd_threshold: 1-D singular values below this are set to 0 (0: none).
+    :param bool drop_last_tap: leave out the kernel's last tap, as the authors' matrix does.
+    :param str device: device of the operator's buffers.
+    :param str dtype: ``"float32"`` or ``"float64"``.
+    """
+    from .decomposable import SeparableBlur, gaussian_taps
+
+    name = "separable-gaussian-blur"
+    c, h, w = need_shape(shape, name)
+    if not kernel_std > 0:
+        raise ValueError(f"{name}: kernel_std must be > 0 (pixels), got {kernel_std}")
+    if not 0 <= svd_threshold < 1:
+        raise ValueError(f"{name}: svd_threshold must be in [0, 1) (1-D singular values below it "
+                         f"are set to 0; 0.03 in the authors' code), got {svd_threshold}")
+    size = _kernel_size(name, kernel_size, min(h, w), scale_with_size)
+    if size // 2 >= min(h, w):
+        raise ValueError(f"{name}: kernel_size {size} is too large for a {h}x{w} image; use "
+                         f"kernel_size <= {2 * min(h, w) - 1}")
+    std = scaled(float(kernel_std), min(h, w), scale_with_size)
+    op = SeparableBlur((c, h, w), gaussian_taps(std, size), threshold=float(svd_threshold),
+                       drop_last_tap=bool(drop_last_tap), dtype=as_dtype(dtype),
+                       noise_model=gaussian_noise(sigma_y))
+    op.kernel_std, op.kernel_size = std, size
     return _finish(op, dtype, device)
 
 

@@ -53,15 +53,17 @@ class MaskInpainting(Inpainting):
         return float(1 - self.mask.float().mean())
 
 
-def box_mask(shape: tuple[int, ...], box: tuple[int, int]) -> Tensor:
-    """A ``(1, H, W)`` mask of ones with a centred ``box = (h, w)`` of zeros (the missing part).
+def box_mask(shape: tuple[int, ...], box: tuple[int, int],
+             corner: tuple[int, int] | None = None) -> Tensor:
+    """A ``(1, H, W)`` mask of ones with a ``box = (h, w)`` of zeros (the missing part).
 
     :param tuple[int] shape: ``(C, H, W)``.
     :param tuple[int] box: height and width of the missing box.
+    :param tuple[int] corner: its top-left pixel ``(top, left)``; None centres it.
     """
     _, height, width = shape
     h, w = box
-    top, left = (height - h) // 2, (width - w) // 2
+    top, left = ((height - h) // 2, (width - w) // 2) if corner is None else corner
     mask = torch.ones(1, height, width)
     mask[:, top:top + h, left:left + w] = 0
     return mask

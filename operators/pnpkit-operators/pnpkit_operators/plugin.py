@@ -24,7 +24,13 @@ def register_operators(register: Any) -> None:
              description="bicubic downsampling by 4 (deepinv Downsampling)")
     register("box-inpainting", FACTORIES + "box_inpainting",
              signal_shape=SHAPES + "box_inpainting", linear=True, projection="exact",
-             description="centred missing box, 100x100 at 256x256 (deepinv Inpainting)")
+             description="missing box, 100x100 at [100:200, 100:200] of 256x256 as DCDP (deepinv Inpainting)")
+    register("sr-avgpool", FACTORIES + "sr_avgpool",
+             signal_shape=SHAPES + "sr_avgpool", linear=True, projection="exact",
+             description="average pooling by 4, decomposable (DDRM, ProjDiff; DecomposablePhysics)")
+    register("separable-gaussian-blur", FACTORIES + "separable_gaussian_blur",
+             signal_shape=SHAPES + "separable_gaussian_blur", linear=True, projection="exact",
+             description="separable zero-boundary Gaussian blur, decomposable (DDRM, ProjDiff)")
     register("random-inpainting", FACTORIES + "random_inpainting",
              signal_shape=SHAPES + "random_inpainting", linear=True, projection="exact",
              description="seeded random 50% of pixels/samples missing (deepinv Inpainting)")

@@ -52,9 +52,79 @@ def super_resolution(measurement_shape: Sequence[int], factor: int = 4) -> Shape
     return (c, h * factor, w * factor)
 
 
-def box_inpainting(measurement_shape: Sequence[int]) -> Shape:
-    """``(C, H, W) -> (C, H, W)``: the measurement is the image with its box zeroed."""
-    return _image("box-inpainting", measurement_shape)
+#: The DCDP code's box, ``[100:200, 100:200]`` of a 256 x 256 image, as fractions of the side.
+BOX_FRACTION = 100 / 256
+BOX_POSITION = (100 / 256, 100 / 256)
+_CENTRE = ("centre", "center")
+
+
+def box_placement(height: int, width: int, box_fraction: float = BOX_FRACTION,
+                  position: Any = BOX_POSITION) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of the missing box of ``box-inpainting`` on a ``height x width`` image.
+
+    The box is ``round(H * box_fraction)`` by ``round(W * box_fraction)`` pixels (at least 1).
+    ``position = [top, left]`` puts its top-left corner at ``round(H * top)``,
+    ``round(W * left)`` (fractions of the sides; the default ``[100/256, 100/256]`` is the DCDP
+    code's box, rows and columns 100:200 at 256 x 256); ``position = "centre"`` centres it
+    (corner at ``((H - h) // 2, (W - w) // 2)``).
+
+    >>> box_placement(256, 256)
+    (100, 100, 100, 100)
+    >>> box_placement(256, 256, position="centre")
+    (78, 78, 100, 100)
+    """
+    name = "box-inpainting"
+    if isinstance(box_fraction, bool) or not isinstance(box_fraction, (int, float)) \
+            or not 0 < box_fraction < 1:
+        raise ValueError(f"{name}: box_fraction must be in (0, 1) (box side over image side; "
+                         f"100/256 = {100 / 256:.4f} in the papers), got {box_fraction!r}")
+    h = max(1, int(round(height * box_fraction)))
+    w = max(1, int(round(width * box_fraction)))
+    if isinstance(position, str) and position.lower() in _CENTRE:
+        return (height - h) // 2, (width - w) // 2, h, w
+    hint = (f"position must be [top, left] (the box's top-left corner as fractions of the height "
+            f"and width; [{100 / 256:.6f}, {100 / 256:.6f}] = 100/256, the DCDP code's box) or "
+            f"\"centre\"")
+    if isinstance(position, (str, bytes)) or not isinstance(position, Sequence) or len(position) != 2 \
+            or not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in position):
+        raise ValueError(f"{name}: {hint}, got {position!r}")
+    top_f, left_f = (float(p) for p in position)
+    if not (0 <= top_f < 1 and 0 <= left_f < 1):
+        raise ValueError(f"{name}: {hint}, each in [0, 1), got {list(position)}")
+    top, left = int(round(height * top_f)), int(round(width * left_f))
+    if top + h > height or left + w > width:
+        raise ValueError(f"{name}: the {h}x{w} box at row {top}, column {left} does not fit the "
+                         f"{height}x{width} image; use position = [top, left] with top <= "
+                         f"{(height - h) / height:.4f} and left <= {(width - w) / width:.4f}, "
+                         f"a smaller box_fraction, or position = \"centre\"")
+    return top, left, h, w
+
+
+def box_inpainting(measurement_shape: Sequence[int], box_fraction: float = BOX_FRACTION,
+                   position: Any = BOX_POSITION) -> Shape:
+    """``(C, H, W) -> (C, H, W)``: the measurement is the image with its box zeroed; the box
+    must fit the image (:func:`box_placement`)."""
+    c, height, width = _image("box-inpainting", measurement_shape)
+    box_placement(height, width, box_fraction, position)
+    return (c, height, width)
+
+
+def sr_avgpool(measurement_shape: Sequence[int], factor: int = 4) -> Shape:
+    """``(C, h, w) -> (C, factor h, factor w)``: the image whose ``factor x factor`` block means
+    it holds.
+
+    >>> sr_avgpool((3, 8, 8))
+    (3, 32, 32)
+    """
+    name = f"sr-avgpool (factor {factor})"
+    factor = _positive_int(factor, "factor", "sr-avgpool")
+    c, h, w = _image(name, measurement_shape)
+    return (c, h * factor, w * factor)
+
+
+def separable_gaussian_blur(measurement_shape: Sequence[int]) -> Shape:
+    """``(C, H, W) -> (C, H, W)``: a same-size blur (zero boundary)."""
+    return _image("separable-gaussian-blur", measurement_shape)
 
 
 def gaussian_deblur(measurement_shape: Sequence[int]) -> Shape:

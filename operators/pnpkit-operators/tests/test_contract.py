@@ -19,7 +19,7 @@ GREY, RGB, AUDIO = (1, 32, 32), (3, 32, 32), (4, 512)
 ANY_SHAPE = {"mixture", "source-masking", "random-inpainting"}
 EXPECTED = {"super-resolution", "box-inpainting", "random-inpainting", "gaussian-deblur",
             "motion-deblur", "phase-retrieval", "denoising", "compressed-sensing", "mixture",
-            "source-masking", "blur", "inpainting"}
+            "source-masking", "blur", "inpainting", "sr-avgpool", "separable-gaussian-blur"}
 #: the settings an operator cannot do without (the file-based ones: a kernel, a mask), as
 #: nested tuples so that the built operators can be cached
 KERNEL = ((0.0, 1.0, 0.0, 0.0), (1.0, 4.0, 2.0, 1.0), (0.0, 2.0, 1.0, 0.0))  # 3 x 4: even width

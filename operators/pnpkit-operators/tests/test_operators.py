@@ -121,15 +121,47 @@ def test_source_masking_observes_the_known_stems():
 
 
 # -- sizes and kernels ------------------------------------------------------------------------
-@pytest.mark.parametrize("side,box", [(256, 100), (128, 50), (64, 25), (32, 12)])
-def test_box_is_100_at_256_and_scales(side, box):
+def _box_rows_cols(op: Any) -> tuple[int, int, int, int]:
+    missing = op.mask[0, 0] == 0
+    rows, cols = missing.any(1).nonzero().flatten(), missing.any(0).nonzero().flatten()
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+@pytest.mark.parametrize("side,box,start", [(256, 100, 100), (128, 50, 50), (64, 25, 25),
+                                            (32, 12, 12)])
+def test_box_is_the_dcdp_box_at_256_and_scales(side, box, start):
+    # The DCDP code's mask: mask[:, :, 100:200, 100:200] = 0 on 256 x 256, as fractions elsewhere.
     op = make("box-inpainting", shape=(3, side, side))
-    assert op.box == (box, box)
+    assert op.box == (box, box) and op.corner == (start, start)
     missing = op.mask[0, 0] == 0
     assert int(missing.sum()) == box * box and op.mask.shape == (1, 1, side, side)
-    rows, cols = missing.any(1).nonzero().flatten(), missing.any(0).nonzero().flatten()
+    assert _box_rows_cols(op) == (start, start + box, start, start + box)
+    if side == 256:
+        ref = torch.ones(1, 3, 256, 256)
+        ref[:, :, 100:200, 100:200] = 0
+        assert torch.equal(op.A(torch.ones(1, 3, 256, 256)), ref)
+
+
+@pytest.mark.parametrize("side,box", [(256, 100), (128, 50), (64, 25), (32, 12)])
+def test_a_centred_box_is_an_option(side, box):
+    op = make("box-inpainting", shape=(3, side, side), position="centre")
     top = (side - box) // 2
-    assert (int(rows[0]), int(rows[-1])) == (top, top + box - 1) == (int(cols[0]), int(cols[-1]))
+    assert op.box == (box, box) and op.corner == (top, top)
+    assert _box_rows_cols(op) == (top, top + box, top, top + box)
+    assert make("box-inpainting", shape=(1, side, side), position="center").corner == (top, top)
+
+
+def test_box_position_is_a_fraction_of_each_side():
+    op = make("box-inpainting", shape=(1, 64, 128), position=[0.0, 0.5])
+    assert op.box == (25, 50) and op.corner == (0, 64) and _box_rows_cols(op) == (0, 25, 64, 114)
+    # the box must fit: 0.7 + 100/256 > 1
+    with pytest.raises(ValueError, match=r"box-inpainting: the 100x100 box at row 179, column 0 does "
+                       r"not fit the 256x256 image; use position = \[top, left\] with top <= 0\.6094 "
+                       r"and left <= 0\.6094, a smaller box_fraction, or position = \"centre\""):
+        make("box-inpainting", shape=(1, 256, 256), position=[0.7, 0.0])
+    for bad in ("middle", [0.1], [0.1, "a"], [1.0, 0.0], [-0.1, 0.2], 0.3):
+        with pytest.raises(ValueError, match=r"box-inpainting: position must be \[top, left\]"):
+            make("box-inpainting", shape=(1, 32, 32), position=bad)
 
 
 def test_box_can_be_set_and_follows_non_square_images():
@@ -416,6 +448,7 @@ def test_defaults_are_plain_config_values():
     assert defaults["super-resolution"] == {"sigma_y": 0.0, "factor": 4, "filter": "bicubic",
                                             "padding": "circular", "max_iter": 100}
     assert defaults["box-inpainting"]["box_fraction"] == 100 / 256
+    assert defaults["box-inpainting"]["position"] == [100 / 256, 100 / 256]
     assert defaults["random-inpainting"] == {"sigma_y": 0.0, "fraction": 0.5, "seed": 0}
     assert defaults["source-masking"]["known"] == [0, 1]
     assert defaults["compressed-sensing"]["ratio"] == 0.25

@@ -26,7 +26,10 @@ def _mask(h: int, w: int) -> torch.Tensor:
 #: per operator: (signal shape, settings) at two sizes, the second not square
 CASES: dict[str, list[tuple[tuple[int, ...], dict[str, Any]]]] = {
     "super-resolution": [((1, 32, 32), {}), ((3, 64, 96), {"factor": 2, "padding": "reflect"})],
-    "box-inpainting": [((1, 32, 32), {}), ((3, 64, 96), {})],
+    "box-inpainting": [((1, 32, 32), {}), ((3, 64, 96), {}),
+                       ((1, 40, 60), {"position": "centre", "box_fraction": 0.5})],
+    "sr-avgpool": [((1, 32, 32), {}), ((3, 16, 24), {"factor": 2})],
+    "separable-gaussian-blur": [((1, 32, 32), {}), ((3, 24, 40), {"drop_last_tap": False})],
     "random-inpainting": [((1, 32, 32), {}), ((3, 64, 96), {}), ((2, 1000), {})],
     "gaussian-deblur": [((1, 32, 32), {}), ((3, 64, 96), {"padding": "circular"})],
     "motion-deblur": [((1, 32, 32), {"padding": "circular"}), ((1, 96, 64), {})],
@@ -48,6 +51,10 @@ IMPOSSIBLE = {
     "super-resolution": ((1, 64), {}, r"super-resolution \(factor 4\): no signal gives a "
                          r"measurement of shape \(1, 64\); it must be an image \(C, H, W\)"),
     "box-inpainting": ((64, 96), {}, r"box-inpainting: no signal .* \(64, 96\); it must be an image"),
+    "sr-avgpool": ((3, 64), {}, r"sr-avgpool \(factor 4\): no signal gives a measurement of "
+                   r"shape \(3, 64\); it must be an image \(C, H, W\)"),
+    "separable-gaussian-blur": ((64, 96), {}, r"separable-gaussian-blur: no signal .* \(64, 96\); "
+                                r"it must be an image"),
     "random-inpainting": ((4096,), {}, r"random-inpainting: no signal .* \(4096,\); it must be "
                           r"\(C, \*spatial\)"),
     "gaussian-deblur": ((1, 2, 64, 96), {}, r"gaussian-deblur: no signal .* \(1, 2, 64, 96\)"),
@@ -79,6 +86,9 @@ MORE_IMPOSSIBLE = [
      r"signal_shape = \[1, 16, 16\] gives \(1, 64\)"),
     ("phase-retrieval", (1, 64, 97), {"oversampling": 2.0}, r"no side gives 97"),
     ("super-resolution", (1, 16, 24), {"factor": 2.5}, "factor must be a positive integer"),
+    ("box-inpainting", (1, 32, 32), {"position": [0.9, 0.0]},
+     r"box-inpainting: the 12x12 box at row 29, column 0 does not fit the 32x32 image"),
+    ("sr-avgpool", (1, 16, 24), {"factor": 0}, "sr-avgpool: factor must be a positive integer"),
 ]
 
 
@@ -188,6 +198,11 @@ def test_box_and_kernels_at_non_square_sizes() -> None:
     box = pnpkit.create("operator", "box-inpainting", shape=(1, 64, 96))
     assert box.box == (25, 38)  # each side the same fraction: round(64 x 100/256), round(96 x 100/256)
     missing = box.mask[0, 0] == 0
+    rows, cols = missing.any(1).nonzero().flatten(), missing.any(0).nonzero().flatten()
+    # the corner too: round(64 x 100/256) = 25, round(96 x 100/256) = round(37.5) = 38
+    assert (int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])) == (25, 49, 38, 75)
+    centred = pnpkit.create("operator", "box-inpainting", shape=(1, 64, 96), position="centre")
+    missing = centred.mask[0, 0] == 0
     rows, cols = missing.any(1).nonzero().flatten(), missing.any(0).nonzero().flatten()
     assert (int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])) == (19, 43, 29, 66)
     # the blurs scale with the shorter side, whatever the orientation
