@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ProjDiff", "Spectral", "ddpm_timesteps", "equivalent_noise_std", "karras_sigmas", "range_gain"]
+__all__ = ["DecomposableSpectral", "ProjDiff", "Spectral", "ddpm_timesteps", "decomposable",
+           "equivalent_noise_std", "karras_sigmas", "range_gain", "spectral_of", "truncated_projection"]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,8 +15,9 @@ from pnpkit.operators import Operator
 from pnpkit.priors import Prior, karras_sigmas, randn_like
 from pnpkit.solvers import IterativeSolver, SolveContext, check_choice
 
-__all__ = ["ProjDiff", "Spectral", "ddpm_timesteps", "equivalent_noise_std", "karras_sigmas",
-           "range_gain"]  # karras_sigmas: re-exported from the core
+__all__ = ["DecomposableSpectral", "ProjDiff", "Spectral", "ddpm_timesteps", "decomposable",
+           "equivalent_noise_std", "karras_sigmas", "range_gain", "spectral_of",
+           "truncated_projection"]  # karras_sigmas: re-exported from the core
 
 #: A A^T counts as c I on the range of A when it is within this relative distance of it.
 PROPORTIONAL = 1e-3
@@ -128,6 +129,66 @@ class Spectral:
         return (c @ self.vh).view(c.shape[0], *self.shape).to(self.dtype)
 
 
+def decomposable(operator: Any) -> bool:
+    """Whether ``operator`` carries its own real SVD, as deepinv's ``DecomposablePhysics``:
+    ``V_adjoint``, ``V``, ``U_adjoint`` and real singular values ``mask`` on the coordinates
+    (``sr-avgpool``, ``separable-gaussian-blur``, inpainting). FFT-based ones (complex
+    ``mask``: circular blurs) are not used this way."""
+    mask = getattr(operator, "mask", None)
+    return (isinstance(mask, Tensor) and not mask.is_complex()
+            and all(callable(getattr(operator, f, None)) for f in ("V_adjoint", "V", "U_adjoint")))
+
+
+class DecomposableSpectral:
+    """:class:`Spectral`'s interface on an operator's own SVD (:func:`decomposable`), at any size.
+
+    Coordinates ``c = V^T x`` are the operator's ``V_adjoint(x)`` flattened per item, the
+    singular values its ``mask``. Those below ``threshold`` times the largest are set to 0,
+    unless the operator truncated its own SVD (``svd_threshold`` attribute:
+    ``separable-gaussian-blur`` drops the 1-D singular values under 3e-2 as the authors'
+    code does; thresholding the 2-D products again would drop more than theirs).
+
+    :param operator: the decomposable operator.
+    :param like: a signal-shaped tensor (B, *shape).
+    :param y: the measurements (B, ...).
+    :param float threshold: relative cut-off of the singular values.
+    """
+
+    def __init__(self, operator: Any, like: Tensor, y: Tensor, threshold: float) -> None:
+        self.operator = operator
+        self.shape = tuple(like.shape[1:])
+        self.dtype, self.device = like.dtype, like.device
+        with torch.no_grad():
+            probe = operator.V_adjoint(torch.zeros_like(like[:1]))
+            self.coords = tuple(probe.shape[1:])
+            s = operator.mask.to(torch.float64).abs().expand(1, *self.coords).reshape(-1)
+        if getattr(operator, "svd_threshold", None) is None and s.numel() and threshold > 0:
+            s = torch.where(s > threshold * float(s.max()), s, torch.zeros_like(s))
+        self.s = s.to(like.device)
+        self.kept = self.s > 0
+        with torch.no_grad():
+            uty = operator.U_adjoint(y).reshape(y.shape[0], -1).to(torch.float64)
+        self.ybar = torch.where(self.kept, uty / self.s.clamp_min(1e-300), torch.zeros_like(uty))
+
+    def vt(self, x: Tensor) -> Tensor:
+        """``V^T x`` per item, (B, n) float64."""
+        return self.operator.V_adjoint(x).reshape(x.shape[0], -1).to(torch.float64)
+
+    def v(self, c: Tensor) -> Tensor:
+        """``V c`` per item, shaped and typed like the signal."""
+        out = self.operator.V(c.to(self.dtype).view(c.shape[0], *self.coords))
+        return out.reshape(c.shape[0], *self.shape).to(self.dtype)
+
+
+def spectral_of(operator: Any, like: Tensor, y: Tensor,
+                threshold: float) -> Spectral | DecomposableSpectral:
+    """The truncated SVD of a linear operator: its own (:class:`DecomposableSpectral`) when it
+    has one (:func:`decomposable`), else computed densely (:class:`Spectral`)."""
+    if decomposable(operator):
+        return DecomposableSpectral(operator, like, y, threshold)
+    return Spectral(operator, like, y, threshold)
+
+
 @dataclass(kw_only=True)
 class ProjDiff(IterativeSolver):
     """ProjDiff (arXiv:2406.06959): the diffusion denoiser as a truncated gradient, then a projection.
@@ -170,7 +231,16 @@ class ProjDiff(IterativeSolver):
       (the authors' ``efficient_generalized_steps_noisy_SVD``; singular values below
       ``svd_threshold`` times the largest count as 0, their deblurring's 3e-2). The SVD is
       computed densely (:class:`Spectral`) for signals of at most ``svd_max_entries``
-      entries; beyond, ``"auto"`` falls back to the scalar scheme with a warning.
+      entries, or taken from a decomposable operator's own SVD at any size
+      (:class:`DecomposableSpectral`); beyond, ``"auto"`` falls back to the scalar scheme
+      with a warning.
+
+    Noiseless measurements through a linear operator whose ``A A^T`` is not proportional to
+    I (deblurring, bicubic SR): ``P_y(x) = x + A^+_tau (y - A x)``, the pseudo-inverse with
+    the singular values under ``svd_threshold`` times the largest set to 0, as the authors'
+    deblurring (their ``H_pinv`` on an SVD with ``ZERO = 3e-2``): the components the blur all
+    but removes are left to the prior instead of being inverted. Same SVDs as the svd scheme
+    (``projection = "operator"``: the operator's own projection, the exact ``x + A^+(y - A x)``).
 
     :param str preset: ``sr4``, ``random-inpainting``, ``box-inpainting``,
         ``gaussian-deblur`` (with ``-noisy`` variants), ``phase-retrieval``,
@@ -190,7 +260,11 @@ class ProjDiff(IterativeSolver):
     :param str noisy_scheme: ``"auto"`` (the authors' choice: scalar where ``A A^T`` is
         proportional to I or the operator is nonlinear, svd otherwise), ``"scalar"`` or
         ``"svd"``.
-    :param float svd_threshold: relative cut-off of the singular values of the svd scheme.
+    :param float svd_threshold: relative cut-off of the singular values of the svd scheme and
+        of the noiseless projection.
+    :param str projection: ``"auto"`` (the authors': the truncated pseudo-inverse where
+        ``A A^T`` is not proportional to I, the operator's projection elsewhere) or
+        ``"operator"`` (always the operator's projection).
     :param int svd_max_entries: the largest signal (entries per item) whose SVD is computed.
 
     >>> from pnpkit.testing import GaussianDiffusionPrior, toy_problem
@@ -231,11 +305,17 @@ class ProjDiff(IterativeSolver):
     noisy_scheme: str = "auto"
     svd_threshold: float = 3e-2
     svd_max_entries: int = 4096
+    projection: str = "auto"
 
     def __post_init__(self) -> None:
         self.apply_preset()
         check_choice(self.name, "levels", self.levels, ("ddpm", "karras"))
         check_choice(self.name, "noisy_scheme", self.noisy_scheme, ("auto", "scalar", "svd"))
+        check_choice(self.name, "projection", self.projection, ("auto", "operator"))
+        if not 0 <= self.svd_threshold < 1:
+            raise ValueError(f"projdiff: svd_threshold must be in [0, 1) (singular values under it "
+                             f"times the largest count as 0; 0.03 the authors'), got "
+                             f"{self.svd_threshold}")
         if self.repeats < 1:
             raise ValueError(f"projdiff: repeats must be >= 1, got {self.repeats}")
         if not self.clamp >= 0:
@@ -291,7 +371,7 @@ class ProjDiff(IterativeSolver):
         if self.noisy_scheme == "auto" and deviation < PROPORTIONAL:
             return "scalar"
         n = x[0].numel()
-        if n <= int(self.svd_max_entries):
+        if n <= int(self.svd_max_entries) or decomposable(op):
             return "svd"
         if self.noisy_scheme == "svd":
             raise ValueError(f"projdiff: noisy_scheme 'svd' computes the SVD of {name} densely, for "
@@ -318,12 +398,14 @@ class ProjDiff(IterativeSolver):
             x0 = self.denoised(ctx, levels[0] * ctx.randn_like(x), levels[0], ts[0])
         state: dict[str, Any] = {"x": x0, "v": None, "levels": levels, "timesteps": ts,
                                  "linear": ops.is_linear(op), "scheme": scheme, "sigma_eq": 0.0,
-                                 "obs": None}
+                                 "obs": None, "pinv": None}
+        if scheme == "noiseless" and state["linear"]:
+            state["pinv"] = self.truncated_svd(op, x, ctx.y)
         if scheme == "scalar":
             sigma_eq = equivalent_noise_std(op, x, sigma_y)
             state.update(sigma_eq=sigma_eq, obs=x0 + sigma_eq * ctx.randn_like(x0))
         elif scheme == "svd":
-            spectral = Spectral(op, x, ctx.y, float(self.svd_threshold))
+            spectral = spectral_of(op, x, ctx.y, float(self.svd_threshold))
             per = torch.where(spectral.kept, sigma_y / spectral.s.clamp_min(1e-300),
                               torch.zeros_like(spectral.s))
             c0 = spectral.vt(x0)
@@ -341,16 +423,39 @@ class ProjDiff(IterativeSolver):
                 elif state["scheme"] == "svd":
                     x0, obs = self._svd(ctx, x0, obs, sigma, t, state)
                 else:
-                    x0, v = self._noiseless(ctx, x0, v, sigma, t, state["linear"])
+                    x0, v = self._noiseless(ctx, x0, v, sigma, t, state["linear"], state["pinv"])
         return {**state, "x": x0, "v": v, "obs": obs, "log": {"sigma": sigma}}
 
     def _noiseless(self, ctx: SolveContext, x0: Tensor, v: Tensor | None, sigma: float, t: Any,
-                   linear: bool) -> tuple[Tensor, Tensor]:
+                   linear: bool, pinv: Any) -> tuple[Tensor, Tensor]:
         # Nonlinear (phase retrieval): the sample around P_y(x0), the residual from x0.
         at = x0 if linear else self.project(ctx, x0)
         d = self.denoised(ctx, at + sigma * ctx.randn_like(at), sigma, t) - x0
         v = d if v is None else self.beta * v + (1 - self.beta) * d
-        return self.project(ctx, x0 + self.eta * v), v
+        step = x0 + self.eta * v
+        return (self.project(ctx, step) if pinv is None else truncated_projection(pinv, step)), v
+
+    def truncated_svd(self, op: Operator, x: Tensor, y: Tensor) -> Any:
+        """The SVD the noiseless projection ``x + A^+_tau (y - A x)`` uses (:func:`spectral_of`,
+        ``svd_threshold``), or None where the operator's own projection is used: with
+        ``projection = "operator"``, where ``A A^T`` is proportional to I (all singular values
+        equal: nothing to cut), and beyond ``svd_max_entries`` for an operator without its
+        own SVD (with a warning)."""
+        if self.projection == "operator":
+            return None
+        _, deviation = range_gain(op, x)
+        if deviation < PROPORTIONAL:
+            return None
+        n = x[0].numel()
+        if n > int(self.svd_max_entries) and not decomposable(op):
+            warnings.warn(f"projdiff: the authors' pseudo-inverse drops singular values under "
+                          f"svd_threshold = {self.svd_threshold:g} of the largest, but the SVD of "
+                          f"{type(op).__name__} is computed densely for signals of at most "
+                          f"svd_max_entries = {self.svd_max_entries} entries and this one has {n}: "
+                          "the operator's projection is used (projection = 'operator'); raise "
+                          "svd_max_entries for the authors' projection", stacklevel=3)
+            return None
+        return spectral_of(op, x, y, float(self.svd_threshold))
 
     def _scalar(self, ctx: SolveContext, x0: Tensor, obs: Tensor, sigma: float, t: Any,
                 sigma_eq: float) -> tuple[Tensor, Tensor]:
@@ -377,3 +482,11 @@ class ProjDiff(IterativeSolver):
     def project(self, ctx: SolveContext, x: Tensor) -> Tensor:
         """``P_y(x)``: the operator's projection onto {x : A x = y}."""
         return ops.project(ctx.operator, x, ctx.y)
+
+
+def truncated_projection(svd: Spectral | DecomposableSpectral, x: Tensor) -> Tensor:
+    """``x + A^+_tau (y - A x) = x + V (kept * (ybar - V^T x))``: the coordinates on the kept
+    singular values set to the pseudo-inverse's ``(U^T y)_i / s_i``, the others (null space and
+    the cut singular values) left as they are."""
+    c = svd.vt(x)
+    return x + svd.v(torch.where(svd.kept, svd.ybar - c, torch.zeros_like(c)))

@@ -408,6 +408,89 @@ def test_no_warning_on_the_image_presets_sizes():
         assert ProjDiff(preset="gaussian-deblur-noisy").scheme(op, torch.zeros(1, 1, 32, 32), 0.05) == "svd"
 
 
+def _spectrum(values, n=8, seed=0):
+    """A (len(values), n) matrix with the given singular values and known singular vectors."""
+    g = torch.Generator().manual_seed(seed)
+    m = len(values)
+    u, _ = torch.linalg.qr(torch.randn(m, m, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    a = u @ torch.diag(torch.tensor(values, dtype=torch.float64)) @ v[:, :m].T
+    x = 0.5 * torch.randn(1, 1, n, generator=g, dtype=torch.float64)
+    op = MatrixOperator(a, shape=(1, n))
+    return op, v, x, op.A(x)
+
+
+def test_noiseless_projection_is_the_authors_truncated_pseudo_inverse():
+    # Singular values 1, 0.5, 0.2, 0.02, 0.001: under 3e-2 of the largest the authors' deblurring
+    # pseudo-inverse counts them as 0 (their ZERO = 3e-2), so those components are not inverted.
+    from pnpkit_projdiff import spectral_of, truncated_projection
+
+    op, v, x_true, y = _spectrum([1.0, 0.5, 0.2, 0.02, 0.001])
+    x = 0.5 * torch.randn(1, 1, 8, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    svd = spectral_of(op, x, y, 3e-2)
+    assert svd.kept.tolist() == [True] * 3 + [False] * 5
+    p = truncated_projection(svd, x)
+    pinv = torch.linalg.pinv(op.matrix, rtol=3e-2)  # the answer: numpy's rcond cut-off
+    expected = x + (pinv @ (y - op.A(x)).reshape(-1)).view(1, 1, 8)
+    torch.testing.assert_close(p, expected, rtol=0, atol=1e-12)
+    coords, true, start = (t.reshape(-1) @ v for t in (p, x_true, x))
+    torch.testing.assert_close(coords[:3], true[:3], rtol=0, atol=1e-12)  # from y
+    torch.testing.assert_close(coords[3:], start[3:], rtol=0, atol=1e-12)  # left to the prior
+    exact = pnpkit.operators.project(op, x, y).reshape(-1) @ v  # the operator's: every s inverted
+    assert abs(float(exact[3] - true[3])) < 1e-9 and abs(float(coords[3] - true[3])) > 0.01
+
+    prior = GaussianDiffusionPrior(scale=0.5)
+    res = ProjDiff(iterations=10).solve(y, op, prior, generator=torch.Generator().manual_seed(0))
+    out = res.x.reshape(-1) @ v
+    torch.testing.assert_close(out[:3], true[:3], rtol=0, atol=1e-9)
+    assert float((out[3:5] - true[3:5]).abs().min()) > 1e-3, "the cut components are not y's"
+    res = ProjDiff(iterations=10, projection="operator").solve(
+        y, op, prior, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close((res.x.reshape(-1) @ v)[:5], true[:5], rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="projdiff: projection must be one of auto, operator"):
+        ProjDiff(projection="exact")
+
+
+def test_the_truncated_projection_is_used_only_where_the_authors_use_it():
+    solver = ProjDiff(iterations=3)
+    like = torch.zeros(1, 1, 32, 32)
+    y = torch.zeros(1, 1, 32, 32)
+    inpaint = pnpkit.create("operator", "random-inpainting", shape=(1, 32, 32))
+    pool = pnpkit.create("operator", "sr-avgpool", shape=(1, 32, 32))
+    blur = pnpkit.create("operator", "gaussian-deblur", shape=(1, 32, 32))
+    assert solver.truncated_svd(inpaint, like, y) is None  # A A^T = I: nothing to cut
+    assert solver.truncated_svd(pool, like, pool.A(like)) is None  # A A^T = I / 16
+    assert solver.truncated_svd(blur, like, y) is not None
+    assert ProjDiff(projection="operator").truncated_svd(blur, like, y) is None
+    with pytest.warns(UserWarning, match=r"svd_max_entries = 100 entries and this one has 1024: "
+                      r"the operator's projection is used"):
+        assert ProjDiff(svd_max_entries=100).truncated_svd(blur, like, y) is None
+
+
+def test_a_decomposable_blur_brings_its_own_truncated_svd_at_any_size():
+    # separable-gaussian-blur drops its 1-D singular values under 3e-2 as the authors' code;
+    # ProjDiff uses that SVD as it is (no second cut of the 2-D products), at any size.
+    from pnpkit_projdiff import DecomposableSpectral, spectral_of, truncated_projection
+
+    op = pnpkit.create("operator", "separable-gaussian-blur", shape=(3, 64, 64), kernel_size=9,
+                       kernel_std=2.0, scale_with_size=False, sigma_y=0.05)
+    g = torch.Generator().manual_seed(0)
+    x_true = torch.rand(1, 3, 64, 64, generator=g) * 2 - 1
+    y = op.A(x_true)
+    svd = spectral_of(op, x_true, y, 3e-2)
+    assert isinstance(svd, DecomposableSpectral)
+    assert torch.equal(svd.kept, (op.mask > 0).reshape(-1))
+    assert 0 < float(svd.s[svd.kept].min()) < 3e-2 * float(svd.s.max()), "2-D products kept"
+    x = torch.zeros_like(x_true)
+    torch.testing.assert_close(truncated_projection(svd, x), op.project(x, y), rtol=1e-4, atol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 12288 entries, beyond svd_max_entries: no fallback
+        assert ProjDiff().scheme(op, x, 0.05) == "svd"
+    res = ProjDiff(iterations=4).solve(y, op, GaussianDiffusionPrior(scale=0.5),
+                                       generator=torch.Generator().manual_seed(1))
+    assert res.x.shape == x_true.shape and torch.isfinite(res.x).all()
+
+
 class TestProjDiffContract(SolverContract):
     @pytest.fixture(params=["ddpm", "karras"])
     def solver(self, request):
