@@ -1,8 +1,9 @@
 """Super-resolution: filtered downsampling (deepinv's :class:`~deepinv.physics.Downsampling`).
 
 deepinv filters the image at full resolution and then keeps one pixel in ``factor**2``; here
-the forward operator is one strided convolution that computes only the kept pixels, and the
-adjoint its transposed convolution (``factor**2`` times less arithmetic, the same operator:
+the forward operator computes only the kept pixels, as one convolution of the image's
+``factor**2`` phases, and the adjoint is its transposed convolution (``factor**2`` times less
+arithmetic, the same operator:
 ``tests/test_super_resolution.py`` checks both against deepinv's to float precision).
 ``benchmarks/cost_vs_size.py`` measures what this changes in a solve.
 """
@@ -43,9 +44,9 @@ class SuperResolution(Downsampling):
     and :meth:`project` is exact. Other paddings use deepinv's iterative least-squares
     pseudo-inverse.
 
-    :meth:`A` is a single strided convolution (only the kept pixels are filtered) and, with
-    circular padding, :meth:`A_adjoint` its transposed convolution with the padding folded
-    back; other paddings use deepinv's adjoint.
+    :meth:`A` filters the kept pixels only (a polyphase convolution) and, with circular
+    padding, :meth:`A_adjoint` is its transposed convolution with the padding folded back;
+    other paddings use deepinv's adjoint.
 
     :param tuple[int] img_size: ``(C, H, W)`` of the high-resolution image.
     :param int factor: downsampling factor; must divide ``H`` and ``W``.
@@ -77,9 +78,23 @@ class SuperResolution(Downsampling):
         h, w = kernel.shape[-2:]
         return (w // 2 - (w - 1) % 2, w // 2, h // 2 - (h - 1) % 2, h // 2)
 
+    def _polyphase(self, kernel: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """The kernel as ``factor**2`` phases, ``(1, factor**2, kh / factor, kw / factor)``.
+
+        ``S (h * x)`` is then one dense convolution of the image's ``factor**2`` phases
+        (:func:`torch.nn.functional.pixel_unshuffle`) with these: the kept pixels only, as a
+        small multi-channel convolution, which CPUs run several times faster than a strided one.
+        Returns the phases and the zero rows and columns the kernel was padded with.
+        """
+        f = self.factor
+        kh, kw = kernel.shape[-2:]
+        extra = (-kh % f, -kw % f)
+        padded = F.pad(kernel, (0, extra[1], 0, extra[0]))
+        return F.pixel_unshuffle(padded, f), extra
+
     def A(self, x: Tensor, filter: Any = None, factor: Any = None, **kwargs: Any) -> Tensor:
         r"""
-        :math:`S (h * x)` as one strided convolution: only the kept pixels are filtered.
+        :math:`S (h * x)` computed at the kept pixels only (a polyphase convolution).
 
         :param torch.Tensor x: image ``(B, C, H, W)``.
         :param filter: a new filter (deepinv's signature; the general path is used then).
@@ -91,14 +106,18 @@ class SuperResolution(Downsampling):
                 or self.padding == "valid":
             return super().A(x, filter=filter, factor=factor, **kwargs)
         b, c, height, width = x.shape
+        f = self.factor
         self.imsize_dynamic = x.shape[-3:]
         padded = F.pad(x.reshape(b * c, 1, height, width), self._pad(kernel), mode=self.padding)
-        out = F.conv2d(padded, kernel, stride=self.factor)
-        return out.reshape(b, c, *out.shape[-2:])
+        # zeros up to a multiple of the factor: they meet only the kernel's zero padding
+        padded = F.pad(padded, (0, -padded.shape[-1] % f, 0, -padded.shape[-2] % f))
+        phases, _ = self._polyphase(kernel)
+        out = F.conv2d(F.pixel_unshuffle(padded, f), phases)[..., :height // f, :width // f]
+        return out.reshape(b, c, height // f, width // f)
 
     def A_adjoint(self, y: Tensor, filter: Any = None, factor: Any = None, **kwargs: Any) -> Tensor:
         r"""
-        :math:`h^{\top} * (S^{\top} y)` as one transposed strided convolution (circular padding).
+        :math:`h^{\top} * (S^{\top} y)`: the transposed polyphase convolution (circular padding).
 
         :param torch.Tensor y: low-resolution image ``(B, C, H / factor, W / factor)``.
         :param filter: a new filter (deepinv's signature; the general path is used then).
@@ -110,14 +129,15 @@ class SuperResolution(Downsampling):
                 or self.padding != "circular":
             return super().A_adjoint(y, filter=filter, factor=factor, **kwargs)
         b, c, h, w = y.shape
-        height, width = h * self.factor, w * self.factor
+        f = self.factor
+        height, width = h * f, w * f
         left, right, top, bottom = self._pad(kernel)
-        kh, kw = kernel.shape[-2:]
-        # The transposed convolution lands on the padded grid (height + top + bottom, ...).
-        extra = (height + top + bottom - ((h - 1) * self.factor + kh),
-                 width + left + right - ((w - 1) * self.factor + kw))
-        padded = F.conv_transpose2d(y.reshape(b * c, 1, h, w), kernel, stride=self.factor,
-                                    output_padding=extra)
+        full = (height + top + bottom, width + left + right)  # the circularly padded image
+        phases, _ = self._polyphase(kernel)
+        grid = (-(-full[0] // f), -(-full[1] // f))  # its phases' side
+        out = (grid[0] - phases.shape[-2] + 1, grid[1] - phases.shape[-1] + 1)
+        z = F.pad(y.reshape(b * c, 1, h, w), (0, out[1] - w, 0, out[0] - h))
+        padded = F.pixel_shuffle(F.conv_transpose2d(z, phases), f)[..., :full[0], :full[1]]
         x = _fold_circular(padded, (top, bottom), (left, right), (height, width))
         return x.reshape(b, c, height, width)
 
