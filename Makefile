@@ -25,7 +25,7 @@ $(STAMP): requirements.txt setup.cfg $(PACKAGES)
 install: $(STAMP)
 
 # The whole-picture and whole-song demo: writes the measurement files (runs/demo-inputs/),
-# then restores them at full size. Measured: 7 min 7 s on 2 CPU cores after the install.
+# then restores them at full size. Measured: 4 min 13 s on 2 CPU cores after the install.
 demo: $(STAMP)
 	$(PY) examples/make_demo_inputs.py --out runs/demo-inputs
 	$(VENV)/bin/pnpkit run configs/demo-camera.toml --overwrite
