@@ -239,6 +239,7 @@ def quality_vs_time(path: Path, rows: list[dict[str, str]], metric: str) -> Path
     fig, axes = _panels(len(groups), 3)
     shown: set[str] = set()
     for ax, ((task, noise, prior), by_solver) in zip(axes, groups, strict=True):
+        positive = False
         for solver, rs in by_solver.items():
             ok = [r for r in rs if r["status"] == "ok"]
             times, values = _values(ok, "wall_time"), _values(ok, metric)
@@ -246,7 +247,12 @@ def quality_vs_time(path: Path, rows: list[dict[str, str]], metric: str) -> Path
                 ax.scatter(statistics.fmean(times), statistics.fmean(values), s=42,
                            edgecolors="black", linewidths=0.4, zorder=3, **style[solver])
                 shown.add(solver)
-        ax.set_xscale("log")
+                positive = positive or statistics.fmean(times) > 0
+        if positive:  # a log axis needs a positive time (a panel of failed rows has none)
+            ax.set_xscale("log")
+        else:
+            ax.text(0.5, 0.5, "no finished solve", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8, color="0.4")
         ax.grid(alpha=0.3, which="both", lw=0.5)
         ax.set_xlabel("wall time per item (s)", fontsize=8)
         ax.set_ylabel(metric_label(metric), fontsize=8)
