@@ -28,6 +28,20 @@ def _choice(value: str, choices: Sequence[str], setting: str, operator: str) -> 
     return value
 
 
+
+def _downsampling_factor(name: str, factor: Any, h: int, w: int) -> int:
+    """``factor`` as an int that divides both sides, or one line saying which factors do."""
+    if isinstance(factor, bool) or int(factor) != factor or factor < 1:
+        raise ValueError(f"{name}: factor must be a positive integer, got {factor!r}")
+    factor = int(factor)
+    if h % factor or w % factor:
+        good = [f for f in range(2, min(h, w) + 1) if h % f == 0 and w % f == 0][:6]
+        hint = (f"use a factor that divides both ({', '.join(map(str, good))}...)" if good
+                else "no factor > 1 divides both sides")
+        raise ValueError(f"{name}: factor {factor} does not divide the image size {h}x{w}; "
+                         f"{hint}, or crop/resize the images to a multiple of {factor}")
+    return factor
+
 def super_resolution(shape: Shape = None, sigma_y: float = 0.0, factor: int = 4,
                      filter: str = "bicubic", padding: str = "circular", max_iter: int = 100,
                      device: str = "cpu", dtype: str = "float32") -> Any:
@@ -57,15 +71,7 @@ def super_resolution(shape: Shape = None, sigma_y: float = 0.0, factor: int = 4,
     c, h, w = need_shape(shape, name)
     _choice(filter, FILTERS, "filter", name)
     _choice(padding, PADDINGS, "padding", name)
-    if isinstance(factor, bool) or int(factor) != factor or factor < 1:
-        raise ValueError(f"{name}: factor must be a positive integer, got {factor!r}")
-    factor = int(factor)
-    if h % factor or w % factor:
-        good = [f for f in range(2, min(h, w) + 1) if h % f == 0 and w % f == 0][:6]
-        hint = (f"use a factor that divides both ({', '.join(map(str, good))}...)" if good
-                else "no factor > 1 divides both sides")
-        raise ValueError(f"{name}: factor {factor} does not divide the image size {h}x{w}; "
-                         f"{hint}, or crop/resize the images to a multiple of {factor}")
+    factor = _downsampling_factor(name, factor, h, w)
     op = SuperResolution((c, h, w), factor=factor, filter=filter, padding=padding,
                          noise_model=gaussian_noise(sigma_y), max_iter=int(max_iter))
     return _finish(op, dtype, device)
@@ -283,15 +289,7 @@ def sr_avgpool(shape: Shape = None, sigma_y: float = 0.0, factor: int = 4, devic
 
     name = "sr-avgpool"
     c, h, w = need_shape(shape, name)
-    if isinstance(factor, bool) or int(factor) != factor or factor < 1:
-        raise ValueError(f"{name}: factor must be a positive integer, got {factor!r}")
-    factor = int(factor)
-    if h % factor or w % factor:
-        good = [f for f in range(2, min(h, w) + 1) if h % f == 0 and w % f == 0][:6]
-        hint = (f"use a factor that divides both ({', '.join(map(str, good))}...)" if good
-                else "no factor > 1 divides both sides")
-        raise ValueError(f"{name}: factor {factor} does not divide the image size {h}x{w}; "
-                         f"{hint}, or crop/resize the images to a multiple of {factor}")
+    factor = _downsampling_factor(name, factor, h, w)
     op = AveragePoolingSR((c, h, w), factor, dtype=as_dtype(dtype), noise_model=gaussian_noise(sigma_y))
     return _finish(op, dtype, device)
 
