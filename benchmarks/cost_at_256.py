@@ -71,6 +71,12 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
 STOPPABLE = ("dcdp-v1", "dcdp-v2", "reddiff", "projdiff")
 #: The issue's targets: speed-up over DPS (at least), peak memory over DPS's (at most).
 SPEED_TARGETS = {"dcdp-v2": 150.0, "dcdp-v1": 11.0}
+#: The network calls the speed targets were set for (the issue: "DCDP V2 (10 calls) can be at
+#: most about 240x faster than DPS and V1 (200 calls) about 12x"). A preset that makes more
+#: calls (the authors' box inpainting: 20 rounds, so V2 20 calls and V1 382) cannot reach the
+#: same speed-up however cheap its other work; there the target is also read at the same
+#: fraction of the network-bound limit, the target scaled by target calls / preset calls.
+TARGET_CALLS = {"dcdp-v2": 10, "dcdp-v1": 200}
 MEMORY_TARGET = 0.4
 MEMORY_SOLVERS = ("reddiff", "projdiff", "dcdp-v1", "dcdp-v2")
 #: The DCDP paper's seconds per FFHQ 256 image on its GPU (its Table: DPS, V1, V2).
@@ -263,13 +269,17 @@ def measure(label: str, task: str, prior: Any, size: int, steps: int, device: st
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """Each row's speed-up over DPS (DPS's full seconds / its own) and memory over DPS's."""
+    """Each row's speed-up over DPS (DPS's full seconds / its own), its network-bound limit
+    (DPS's full seconds over the solver's network seconds alone, NFE x seconds per call: the
+    speed-up if everything outside the network cost nothing) and memory over DPS's."""
     for r in rows:
         dps = next((d for d in rows if d["solver"] == "dps" and d["task"] == r["task"]), None)
         if dps is None:
-            r["speedup_vs_dps"] = r["memory_vs_dps"] = None
+            r["speedup_vs_dps"] = r["memory_vs_dps"] = r["speedup_limit"] = None
             continue
         r["speedup_vs_dps"] = round(dps["full_seconds"] / r["full_seconds"], 2) if r["full_seconds"] else None
+        network = r["full_nfe"] * r["network_seconds_per_call"]
+        r["speedup_limit"] = round(dps["full_seconds"] / network, 2) if network > 0 else None
         r["memory_vs_dps"] = (round(r["peak_memory_mb"] / dps["peak_memory_mb"], 3)
                               if dps["peak_memory_mb"] > 0 else None)
 
@@ -284,10 +294,7 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
             continue
         for label, target in SPEED_TARGETS.items():
             if label in by and by[label]["speedup_vs_dps"] is not None:
-                got = by[label]["speedup_vs_dps"]
-                met = "met" if got >= target else "NOT met"
-                lines.append(f"{task}: {NAMES[label]} {got:.1f}x faster than DPS (target at least "
-                             f"{target:g}x): {met}")
+                lines.append(speed_verdict(task, label, by[label], target))
         for label in MEMORY_SOLVERS:
             if label in by and by[label]["memory_vs_dps"] is not None:
                 got = by[label]["memory_vs_dps"]
@@ -297,10 +304,34 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def speed_verdict(task: str, label: str, row: dict[str, Any], target: float) -> str:
+    r"""The speed target's line for one row: met or NOT met at the calls it was set for; for a
+    preset of more calls, NOT met as written (with its network-bound limit) and the verdict
+    at the same fraction of that limit.
+
+    >>> row = {"speedup_vs_dps": 133.1, "speedup_limit": 135.0, "full_nfe": 20}
+    >>> line = speed_verdict("box-inpainting", "dcdp-v2", row, 150.0)
+    >>> print(line.replace(": NOT", ":\nNOT").replace("; ", ";\n").replace(", net", ",\nnet"))
+    box-inpainting: DCDP V2 133.1x faster than DPS (target at least 150x, set for 10 calls):
+    NOT met as written: this preset makes 20 calls,
+    network-bound limit 135.0x (reached 99%);
+    scaled to 20 calls the target is 75x: met
+    """
+    got, calls, limit = row["speedup_vs_dps"], row["full_nfe"], row.get("speedup_limit")
+    head = f"{task}: {NAMES[label]} {got:.1f}x faster than DPS (target at least {target:g}x"
+    if calls <= TARGET_CALLS[label] * 1.05 or not limit:  # the calls the target was set for
+        return f"{head}): {'met' if got >= target else 'NOT met'}"
+    scaled = target * TARGET_CALLS[label] / calls
+    return (f"{head}, set for {TARGET_CALLS[label]} calls): {'met' if got >= target else 'NOT met'} "
+            f"as written: this preset makes {calls} calls, network-bound limit {limit:.1f}x "
+            f"(reached {100 * got / limit:.0f}%); scaled to {calls} calls the target is "
+            f"{scaled:.3g}x: {'met' if got >= scaled else 'NOT met'}")
+
+
 def table(rows: list[dict[str, Any]], gpu: bool = False) -> str:
     """Per task and solver: the full solve's estimate, its per-step figures, ratios to DPS."""
     head = ("| task | solver | full steps | full NFE | est. time per image (s) | vs DPS | "
-            "outside the network | s / step | network s / call | outside s / step | "
+            "network-bound limit | outside the network | s / step | network s / call | outside s / step | "
             "steps measured | peak memory (MB) | memory vs DPS |")
     if gpu:
         head += " DCDP paper, GPU (s) |"
@@ -308,8 +339,9 @@ def table(rows: list[dict[str, Any]], gpu: bool = False) -> str:
     for r in rows:
         speed = f"{r['speedup_vs_dps']:.1f}x" if r.get("speedup_vs_dps") else "-"
         memory = f"{r['memory_vs_dps']:.2f}x" if r.get("memory_vs_dps") is not None else "-"
+        limit = f"{r['speedup_limit']:.1f}x" if r.get("speedup_limit") and r["solver"] != "dps" else "-"
         line = (f"| {r['task']} | {NAMES[r['solver']]} | {r['full_steps']} | {r['full_nfe']} | "
-                f"{r['full_seconds']:.1f} | {speed} | {100 * r['outside_share']:.0f}% | "
+                f"{r['full_seconds']:.1f} | {speed} | {limit} | {100 * r['outside_share']:.0f}% | "
                 f"{r['seconds_per_step']:.3f} | {r['network_seconds_per_call']:.3f} | "
                 f"{r['outside_seconds_per_step']:.3f} | {r['steps_measured']} | "
                 f"{r['peak_memory_mb']:.0f} | {memory} |")
@@ -340,6 +372,50 @@ def run(solvers: list[str], tasks: list[str], size: int, steps: int, device: str
     return rows, prior
 
 
+def write_results(out: Path, record: dict[str, Any]) -> tuple[str, list[str]]:
+    """Write ``results.json`` and ``README.md`` for a run's ``record`` (its rows and the
+    machine's facts); the ratios, limits and verdicts are recomputed from the rows."""
+    rows = record["rows"]
+    add_ratios(rows)
+    gpu = record["device"].startswith("cuda")
+    text, lines = table(rows, gpu=gpu), verdicts(rows)
+    size, width, steps = record["size"], record["width"], record["steps_measured"]
+    record = {**record, "verdicts": lines, "speed_targets": SPEED_TARGETS,
+              "target_calls": TARGET_CALLS, "memory_target": MEMORY_TARGET,
+              "paper_gpu_seconds": PAPER_GPU_SECONDS if gpu else None}
+    scale = "full size" if size == 256 and width == 128 else f"REDUCED ({size} x {size}, width {width})"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
+    readme = (f"# Cost at 256 x 256 ({scale})\n\n`benchmarks/cost_at_256.py`: the ADM FFHQ 256 "
+              f"network ({record['parameters'] / 1e6:.1f} M parameters, {record['weights']} "
+              f"weights) on {record['machine']}; per image (the colour astronaut), noiseless SR x4 "
+              f"and box inpainting. Each solver ran {steps} of its steps with its full "
+              "configuration; the full solve is (network seconds per call) x (full NFE) + "
+              "(outside seconds per step) x (full steps), NFE and steps counted by a full solve "
+              "with a stand-in prior of no cost. Peak memory over the measured steps, the weights "
+              "not counted. 'vs DPS': DPS's time over the solver's (a speed-up), the solver's peak "
+              "memory over DPS's. 'Network-bound limit': DPS's time over the solver's network "
+              "time alone (full NFE x network seconds per call), the speed-up it would have if "
+              "everything outside the network were free.\n\n"
+              f"{text}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n\n"
+              + CALLS_NOTE)
+    (out / "README.md").write_text(readme)
+    return text, lines
+
+
+#: What the README says of the speed targets and the box-inpainting presets.
+CALLS_NOTE = (
+    "The speed targets (V2 at least 150x, V1 at least 11x) were set for 10 and 200 network "
+    "calls, the SR x4 presets' counts (10 rounds; V1 makes 182 calls there). DCDP's authors "
+    "run box inpainting with 20 rounds of 50 DDIM steps (their box-inpainting configuration; "
+    "pnpkit-dcdp's `box-inpainting` preset), so their box preset makes 20 calls in V2 and 382 in V1, and its "
+    "network-bound limit is below the written target: no implementation of the authors' box "
+    "setting can reach 150x / 11x on this network. pnpkit keeps the authors' preset as the "
+    "default and reads the target there at the same "
+    "fraction of the limit (target x target calls / preset calls). `--report` rewrites this "
+    "README from `results.json` without measuring again.\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -359,7 +435,20 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"of {', '.join(TASKS)} (default both; --quick: sr4)")
     parser.add_argument("--quick", action="store_true",
                         help="a reduced run for tests: 32 x 32, width 32, one step, SR x4 only")
+    parser.add_argument("--report", action="store_true",
+                        help="measure nothing: rewrite README.md (ratios, limits, verdicts) from "
+                             "the results.json in --out")
     args = parser.parse_args(argv)
+    if args.report:
+        path = args.out / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"cost_at_256.py --report: no {path}; run the benchmark first "
+                             "(python benchmarks/cost_at_256.py)")
+        record = json.loads(path.read_text())
+        text, lines = write_results(args.out, record)
+        print(text)
+        print("\n".join(lines))
+        return 0
     size = args.size or (32 if args.quick else 256)
     width = args.width or (32 if args.quick else None)
     steps = args.steps or (1 if args.quick else 2)
@@ -373,29 +462,13 @@ def main(argv: list[str] | None = None) -> int:
                          f"(unknown: {', '.join(bad) or 'none'}; size {size}, steps {steps})")
     rows, prior = run(solvers, tasks, size, steps, args.device, width, args.checkpoint)
     gpu = args.device.startswith("cuda")
-    text = table(rows, gpu=gpu)
-    lines = verdicts(rows)
-    scale = "full size" if size == 256 and width is None else f"REDUCED ({size} x {size}, width {width})"
     machine = (torch.cuda.get_device_name(torch.device(args.device)) if gpu
                else f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads")
-    record = {"rows": rows, "verdicts": lines, "size": size, "width": width or 128,
+    record = {"rows": rows, "size": size, "width": width or 128,
               "steps_measured": steps, "device": args.device, "machine": machine,
               "parameters": prior.num_parameters, "weights": args.checkpoint or "random",
-              "torch": torch.__version__, "speed_targets": SPEED_TARGETS,
-              "memory_target": MEMORY_TARGET,
-              "paper_gpu_seconds": PAPER_GPU_SECONDS if gpu else None}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
-    readme = (f"# Cost at 256 x 256 ({scale})\n\n`benchmarks/cost_at_256.py`: the ADM FFHQ 256 "
-              f"network ({prior.num_parameters / 1e6:.1f} M parameters, {record['weights']} "
-              f"weights) on {machine}; per image (the colour astronaut), noiseless SR x4 and box "
-              f"inpainting. Each solver ran {steps} of its steps with its full configuration; the "
-              "full solve is (network seconds per call) x (full NFE) + (outside seconds per step) "
-              "x (full steps), NFE and steps counted by a full solve with a stand-in prior of no "
-              "cost. Peak memory over the measured steps, the weights not counted. 'vs DPS': DPS's "
-              "time over the solver's (a speed-up), the solver's peak memory over DPS's.\n\n"
-              f"{text}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
-    (args.out / "README.md").write_text(readme)
+              "torch": torch.__version__}
+    text, lines = write_results(args.out, record)
     print(text)
     print("\n".join(lines))
     return 0

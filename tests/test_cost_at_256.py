@@ -86,3 +86,41 @@ def test_bad_arguments_are_one_line() -> None:
         cost.main(["--solvers", "ddpm"])
     with pytest.raises(SystemExit, match="--size a multiple of 32"):
         cost.main(["--size", "100"])
+
+
+def test_a_preset_of_more_calls_is_judged_as_written_and_at_the_same_fraction_of_its_limit() -> None:
+    cost = _load()
+    dps = _row("dps", 8443.0, 1000.0, task="box-inpainting")
+    v2 = dict(_row("dcdp-v2", 63.5, 300.0, task="box-inpainting"), full_nfe=20,
+              network_seconds_per_call=3.13)
+    v1 = dict(_row("dcdp-v1", 2000.0, 300.0, task="box-inpainting"), full_nfe=382,
+              network_seconds_per_call=3.2)
+    rows = [dps, v2, v1]
+    cost.add_ratios(rows)
+    assert v2["speedup_limit"] == pytest.approx(8443.0 / (20 * 3.13), rel=1e-3)
+    lines = cost.verdicts(rows)
+    assert ("box-inpainting: DCDP V2 133.0x faster than DPS (target at least 150x, set for 10 calls): "
+            "NOT met as written: this preset makes 20 calls, network-bound limit 134.9x (reached 99%); "
+            "scaled to 20 calls the target is 75x: met") in lines
+    # V1 at 4.2x of a 6.9x limit: below the scaled target 11 x 200 / 382 = 5.76x
+    assert any(line.startswith("box-inpainting: DCDP V1 4.2x") and line.endswith(
+        "scaled to 382 calls the target is 5.76x: NOT met") for line in lines)
+    table = cost.table(rows)
+    assert table.splitlines()[0].split(" | ")[6] == "network-bound limit"
+    assert "| 133.0x | 134.9x |" in table and "| 1.0x | - |" in table
+
+
+def test_report_rewrites_the_readme_from_results_json(tmp_path: Path) -> None:
+    cost = _load()
+    with pytest.raises(SystemExit, match="no .*results.json; run the benchmark first"):
+        cost.main(["--report", "--out", str(tmp_path)])
+    record = {"rows": [_row("dps", 3000.0, 1000.0), _row("dcdp-v2", 15.0, 300.0)], "size": 256,
+              "width": 128, "steps_measured": 2, "device": "cpu", "machine": "a test CPU",
+              "parameters": 93.6e6, "weights": "random", "torch": "x"}
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    assert cost.main(["--report", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert text.startswith("# Cost at 256 x 256 (full size)") and "a test CPU" in text
+    assert "- sr4: DCDP V2 200.0x faster than DPS (target at least 150x): met" in text
+    assert json.loads((tmp_path / "results.json").read_text())["target_calls"] == {"dcdp-v2": 10,
+                                                                                   "dcdp-v1": 200}
