@@ -11,7 +11,7 @@ from torch import Tensor
 
 from pnpkit.operators import Operator
 from pnpkit.priors import Prior, karras_sigmas, randn_like
-from pnpkit.solvers import IterativeSolver, SolveContext
+from pnpkit.solvers import DoesNotApply, IterativeSolver, SolveContext
 
 
 @dataclass(kw_only=True)
@@ -62,7 +62,8 @@ class MSDMDirac(IterativeSolver):
     evaluation do; ``source_id = None`` constrains the last source (piano) instead.
 
     Needs a mixture operator (``A(x)`` is the sum of the channels, e.g. the ``mixture``
-    operator); anything else is a :class:`ValueError`. The measurement is taken as exact
+    operator); for anything else ``solve`` raises :class:`pnpkit.solvers.DoesNotApply` (a
+    ``TypeError``; ``pnpkit bench`` reports the row as "does not apply"). The measurement is taken as exact
     (``sigma_y`` is ignored). ``init`` and ``x_init`` only give the signal's shape: the
     start is noise.
 
@@ -125,7 +126,7 @@ class MSDMDirac(IterativeSolver):
                              float(self.rho)) + [0.0]
 
     def check_mixture(self, operator: Operator, x: Tensor) -> None:
-        """Raise a :class:`ValueError` unless ``operator.A`` sums the channels of ``x``."""
+        """Raise :class:`~pnpkit.solvers.DoesNotApply` unless ``operator.A`` sums the channels of ``x``."""
         what = f"{self.name} separates a mixture y = sum_k x_k (sources as channels, e.g. " \
                f"the 'mixture' operator); operator {type(operator).__name__}"
         # A fixed, non-constant probe: a weighted sum or a mean would not match it.
@@ -135,13 +136,13 @@ class MSDMDirac(IterativeSolver):
         try:
             out = operator.A(probe)
         except Exception as exc:
-            raise ValueError(f"{what} cannot measure a signal of shape {tuple(probe.shape)}: "
+            raise DoesNotApply(f"{what} cannot measure a signal of shape {tuple(probe.shape)}: "
                              f"{type(exc).__name__}: {exc}") from exc
         want = probe.sum(1)
         if (not isinstance(out, Tensor) or out.is_complex() or out.numel() != want.numel()
                 or not torch.allclose(out.reshape(want.shape).to(want.dtype), want,
                                       rtol=1e-4, atol=1e-4)):
-            raise ValueError(f"{what} is not one: A(x) is not the sum of the channels")
+            raise DoesNotApply(f"{what} is not one: A(x) is not the sum of the channels")
 
     def constrain(self, x: Tensor, y: Tensor, c: int) -> Tensor:
         """``x`` with source ``c`` replaced by ``y`` minus the other sources."""

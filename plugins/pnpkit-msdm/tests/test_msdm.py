@@ -11,6 +11,7 @@ import torch
 import pnpkit
 from pnpkit.operators import MatrixOperator
 from pnpkit.priors import FunctionDenoiser, karras_sigmas
+from pnpkit.solvers import DoesNotApply
 from pnpkit.testing import GaussianDiffusionPrior, SolverContract, toy_problem
 from pnpkit_msdm import MSDMDirac
 from pnpkit_operators.mixture import Mixture
@@ -88,17 +89,22 @@ def test_deterministic_under_a_seed_and_seeds_differ():
     assert not torch.allclose(run(3), run(4))
 
 
-def test_a_non_mixture_operator_is_a_clear_error():
+def test_a_non_mixture_operator_does_not_apply():
+    # DoesNotApply (a TypeError, not a ValueError): pnpkit bench reports the row as "does not apply".
     op, _, _, y = toy_problem(n=64, m=40)
-    with pytest.raises(ValueError, match=r"msdm-dirac separates a mixture y = sum_k x_k .*"
+    with pytest.raises(DoesNotApply, match=r"msdm-dirac separates a mixture y = sum_k x_k .*"
                                          r"operator MatrixOperator is not one"):
         MSDMDirac(iterations=5).solve(y.float(), op, GaussianDiffusionPrior())
     # A weighted sum of the channels is not the mixture either.
     weights = torch.cat([w * torch.eye(L) for w in (1.0, 2.0, 1.0, 0.5)], dim=1)
     weighted = MatrixOperator(weights, shape=(K, L))
-    with pytest.raises(ValueError, match="operator MatrixOperator is not one: A.x. is not the sum"):
+    with pytest.raises(DoesNotApply, match="operator MatrixOperator is not one: A.x. is not the sum") as err:
         MSDMDirac(iterations=5).solve(weighted.A(torch.zeros(1, K, L)), weighted,
                                       GaussianDiffusionPrior())
+    assert not isinstance(err.value, ValueError)
+    assert str(err.value) == ("msdm-dirac separates a mixture y = sum_k x_k (sources as channels, "
+                              "e.g. the 'mixture' operator); operator MatrixOperator is not one: "
+                              "A(x) is not the sum of the channels")
 
 
 def test_settings_are_checked():
