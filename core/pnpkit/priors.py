@@ -9,6 +9,9 @@ Signals are tensors shaped (batch, channels, *spatial) in pnpkit's range [-1, 1]
   ``alphas_cumprod``; it gives ``eps(x_t, t)``, the Tweedie estimate ``x0(x_t, t)``, forward
   noising ``noise(x, t)``, deterministic DDIM from any ``t`` to 0, and (being a denoiser too)
   ``denoise(x, sigma)`` at the (fractional) timestep whose noise level is ``sigma``.
+- :class:`ContinuousDiffusionPrior`: a diffusion prior given by a denoiser ``D(x, sigma)``
+  valid at every level of a range (EDM's form), behind the same interface: ``denoise`` runs
+  ``D`` at ``sigma`` itself, ``eps``/``x0`` at any timestep of a DDPM grid.
 
 Every prior counts its network evaluations in :attr:`Prior.nfe`, and says in
 :attr:`Prior.fixed_shape` whether its network runs at one size only.
@@ -407,6 +410,154 @@ class DiffusionPrior(Prior):
             factor = torch.tensor([h or 0.0 for h in held], dtype=x.dtype, device=x.device).view(shape)
             out = torch.where(below, x - factor * eps, out)
         return out
+
+
+class ContinuousDiffusionPrior(DiffusionPrior):
+    r"""A diffusion prior given by a denoiser ``D(x, sigma)`` valid at every level in
+    ``[sigma_min, sigma_max]`` (the variance-exploding form of Karras et al. 2022, "EDM", and
+    of MSDM): ``D(x0 + sigma n, sigma)`` estimates ``x0``.
+
+    It is a :class:`DiffusionPrior`, so every solver written for one runs on it unchanged:
+
+    - the timestep-based interface (``eps``, ``x0``, ``noise``, ``ddim``) lives on the grid
+      :attr:`alphas_cumprod`, by default the papers' linear 1000-step DDPM schedule (so a
+      solver preset such as ``t_end = 100`` keeps its meaning). At any timestep ``t``, integer
+      or fractional (:meth:`DiffusionPrior.abar`), with ``abar = abar_t``:
+
+      .. math:: \sigma_t = \sqrt{(1 - \bar\alpha_t) / \bar\alpha_t}, \qquad
+                x_\text{ve} = x_t / \sqrt{\bar\alpha_t}, \qquad
+                \epsilon = (x_\text{ve} - D(x_\text{ve}, \sigma_t)) / \sigma_t
+
+      and so ``x0(x_t, t) = D(x_ve, sigma_t)``;
+    - :meth:`tweedie_denoise` / ``denoise(x, sigma)`` evaluate ``D`` directly at each item's
+      ``sigma``, one network evaluation, nothing snapped to the grid and no floor inside
+      ``[sigma_min, sigma_max]``.
+
+    Outside the range:
+
+    - **below** ``sigma_min``, :attr:`below_floor` ``"score"`` (the default) holds the score at
+      its value at ``sigma_min``: ``D(x, s) = x + (s / sigma_min)^2 (D(x, sigma_min) - x)``,
+      Tweedie's ``x + s^2 grad log p`` with the score of ``sigma_min``, which equals
+      ``D(x, sigma_min)`` at ``sigma_min`` and goes to ``x`` as ``s -> 0`` (``D(x, 0) = x``);
+      ``"floor"`` returns ``D(x, sigma_min)`` itself;
+    - **above** ``sigma_max`` the level is clamped: the network runs at ``sigma_max`` on the
+      signal as given, ``D(x, s) = D(x, sigma_max)`` (and ``eps`` divides by the true
+      ``sigma_t``). On the default grid ``sigma_t`` reaches about 157 at ``t = 999``.
+
+    Subclasses implement :meth:`denoiser` (the raw network, called with a (B,) tensor of
+    levels within the range, counting nothing), or pass ``denoiser = fn`` (any
+    ``fn(x, sigma) -> x_hat``, e.g. a closed-form one in tests). Every evaluation counts once
+    in :attr:`nfe` (in ``eps`` and ``tweedie_denoise``) and runs at :attr:`precision` under
+    autocast, its output cast back to the input's dtype (:meth:`run_denoiser`).
+
+    :param float sigma_min: the smallest level ``D`` is valid at (> 0).
+    :param float sigma_max: the largest (> ``sigma_min``).
+    :param callable denoiser: ``fn(x, sigma) -> x_hat``, ``sigma`` a (B,) tensor; ``None``:
+        a subclass implements :meth:`denoiser`.
+    :param torch.Tensor alphas_cumprod: the timestep grid (default
+        :func:`linear_alphas_cumprod`, 1000 linear steps from 1e-4 to 0.02).
+    :param float clip: Tweedie estimates are clipped to [-clip, clip] where asked (None: never).
+    :param str below_floor: the rule below ``sigma_min``, ``"score"`` or ``"floor"``.
+
+    >>> p = ContinuousDiffusionPrior(1e-4, 80.0, denoiser=lambda x, s: x / (1 + s.view(-1, 1) ** 2))
+    >>> x = torch.ones(2, 3)
+    >>> p.denoise(x, torch.tensor([1.0, 3.0]))[:, 0].tolist(), p.nfe
+    ([0.5, 0.10000000149011612], 1)
+    """
+
+    def __init__(self, sigma_min: float, sigma_max: float,
+                 denoiser: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 alphas_cumprod: Tensor | None = None, clip: float | None = 1.0,
+                 below_floor: str = "score") -> None:
+        if not (math.isfinite(sigma_min) and math.isfinite(sigma_max) and 0 < sigma_min < sigma_max):
+            raise ValueError(f"need 0 < sigma_min < sigma_max (finite), got sigma_min={sigma_min}, "
+                             f"sigma_max={sigma_max}")
+        grid = linear_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod
+        super().__init__(grid, prediction_type="epsilon", clip=clip, below_floor=below_floor)
+        self.sigma_min = float(sigma_min)
+        self.sigma_max = float(sigma_max)
+        self._denoiser = denoiser
+
+    # -- to implement ------------------------------------------------------------------------
+    def denoiser(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """The raw ``D(x, sigma)``: ``sigma`` a (B,) tensor in ``[sigma_min, sigma_max]`` (in
+        ``x``'s dtype and device); counts nothing (the callers count)."""
+        if self._denoiser is None:
+            raise NotImplementedError(f"{type(self).__name__} implements no denoiser: subclass "
+                                      "ContinuousDiffusionPrior and define denoiser(x, sigma), "
+                                      "or pass denoiser=fn")
+        return self._denoiser(x, sigma)
+
+    def run_denoiser(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """:meth:`denoiser` under :meth:`autocast` (the prior's :attr:`precision`), its output in
+        ``x``'s dtype: where every network call of a continuous prior goes."""
+        if self.precision is None:
+            return self.denoiser(x, sigma)
+        with self.autocast(x):
+            out = self.denoiser(x, sigma)
+        return out.to(x.dtype)
+
+    # -- D at any level, with the rules outside the range ------------------------------------
+    def _per_item(self, sigma: float | Tensor, x: Tensor) -> Tensor:
+        levels = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1)
+        if levels.numel() == 1:
+            levels = levels.expand(x.shape[0])
+        if levels.numel() != x.shape[0]:
+            raise ValueError(f"denoise: sigma must be a number or one level per item ({x.shape[0]}), "
+                             f"got {levels.numel()} levels")
+        if bool((levels < 0).any()) or not bool(torch.isfinite(levels).all()):
+            raise ValueError(f"denoise: sigma must be finite and >= 0, got {levels.tolist()}")
+        return levels
+
+    def _denoise_levels(self, x: Tensor, levels: Tensor) -> Tensor:
+        """``D(x, levels)`` for (B,) float64 ``levels`` >= 0: one network evaluation (uncounted)."""
+        shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+        run = levels.clamp(self.sigma_min, self.sigma_max)
+        out = self.run_denoiser(x, run.to(device=x.device, dtype=x.dtype))
+        below = levels < self.sigma_min
+        if getattr(self, "below_floor", "score") == "score" and bool(below.any()):
+            factor = torch.where(below, (levels / self.sigma_min) ** 2, torch.ones_like(levels))
+            f = factor.to(device=x.device, dtype=x.dtype).view(shape)
+            out = x + f * (out - x)
+        return out
+
+    def _abar64(self, t: int | float | Tensor, x: Tensor) -> Tensor:
+        """``abar_t`` per item, (B,) float64 on the CPU (levels computed without round-off)."""
+        like = torch.empty(x.shape[0], dtype=torch.float64)
+        if isinstance(t, Tensor):
+            t = t.detach().cpu()
+        return self.abar(t, like).reshape(-1)
+
+    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """``eps`` at timesteps ``t`` (integer or fractional, (B,)): the denoiser on the VE signal.
+
+        What wrappers that call :meth:`DiffusionPrior.run_network` receive (tiling); counts nothing.
+        """
+        a = self._abar64(t, x_t)
+        levels = ((1 - a) / a).sqrt()
+        shape = (x_t.shape[0],) + (1,) * (x_t.dim() - 1)
+        root = a.sqrt().to(device=x_t.device, dtype=x_t.dtype).view(shape)
+        x_ve = x_t / root
+        d = self._denoise_levels(x_ve, levels)
+        return (x_ve - d) / levels.to(device=x_t.device, dtype=x_t.dtype).view(shape)
+
+    def run_network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """:meth:`network` (its denoiser call runs at :attr:`precision`, :meth:`run_denoiser`)."""
+        return self.network(x_t, t)
+
+    def eps(self, x_t: Tensor, t: int | float | Tensor) -> Tensor:
+        """Predicted noise at timestep ``t`` (integer or fractional, a number or (B,)); counts
+        one network evaluation."""
+        self.nfe += 1
+        return self.network(x_t, torch.as_tensor(t))
+
+    def tweedie_denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        """``D(x, sigma)`` at each item's own level (a number or a (B,) tensor), in one network
+        evaluation, counted; differentiable in ``x``. Inside ``[sigma_min, sigma_max]`` the
+        denoiser runs at ``sigma`` itself; below and above, the rules of the class docstring."""
+        levels = self._per_item(sigma, x)
+        self.nfe += 1
+        return self._denoise_levels(x, levels)
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> list[float]:

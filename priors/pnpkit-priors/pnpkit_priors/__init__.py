@@ -2,6 +2,9 @@
 
 - :class:`~pnpkit_priors.diffusion.DiffusersPrior`: diffusers ``UNet2DModel``/``UNet1DModel``
   checkpoints with a DDPM/DDIM schedule;
+- :class:`~pnpkit_priors.edm.EDMPrior`: a continuous-noise (EDM-preconditioned) network,
+  :class:`~pnpkit_priors.edm.EDMPrecond` around any backbone, as a
+  :class:`pnpkit.priors.ContinuousDiffusionPrior`;
 - :class:`~pnpkit_priors.latent.LatentDiffusionPrior`: an ``AutoencoderKL``/``VQModel`` and a
   latent diffusion model;
 - :class:`~pnpkit_priors.consistency.ConsistencyPrior`: consistency models;
@@ -29,6 +32,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "DiffusersPrior": "diffusion",
+    "EDMPrior": "edm",
+    "EDMPrecond": "edm",
     "LatentDiffusionPrior": "latent",
     "ConsistencyPrior": "consistency",
     "DeepinvDenoiserPrior": "deepinv_denoisers",

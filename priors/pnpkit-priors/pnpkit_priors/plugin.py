@@ -19,6 +19,9 @@ def register_priors(register: Any) -> None:
     register("adm", "pnpkit_priors.adm:adm_prior", family="diffusion",
              description="OpenAI guided-diffusion (ADM) checkpoint, .pt or .safetensors: presets "
                          "ffhq256 (DPS's ffhq_10m.pt), imagenet256-uncond, imagenet256")
+    register("edm", "pnpkit_priors.edm:edm_prior", family="diffusion",
+             description="continuous-noise (EDM-preconditioned) diffusion prior: a folder of "
+                         "config.json + model.safetensors (trainer parametrisation = 'edm')")
     register("latent-diffusion", "pnpkit_priors.latent:latent_diffusion_prior",
              family="diffusion",
              description="diffusers AutoencoderKL/VQModel + latent UNet (works on latents)")
