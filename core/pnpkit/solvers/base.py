@@ -51,7 +51,13 @@ class Result:
     :ivar config: the solver's settings (``Solver.from_dict(config)`` rebuilds it).
     :ivar diverged_at: the iteration at which the iterate became non-finite (or left the
         solver's ``divergence_bound``); the solve stopped there, ``x`` is the last finite
-        iterate and ``history`` ends with it. None when the solve did not diverge.
+        iterate and ``history`` ends with it. None when the solve did not diverge. For a batch,
+        the first iteration at which any item diverged (see :attr:`item_diverged_at`).
+    :ivar item_diverged_at: one entry per item of the batch: the iteration at which that item
+        diverged, or None. In the shared loop (:class:`IterativeSolver`) an item that diverges
+        keeps its last finite iterate while the other items go on, so each item of a batch
+        ends as it would alone. Empty from a solver that does not fill it: then
+        ``diverged_at`` is for the whole batch.
     """
 
     x: Tensor
@@ -61,6 +67,7 @@ class Result:
     iterations: int
     config: dict[str, Any]
     diverged_at: int | None = None
+    item_diverged_at: list[int | None] = dataclasses.field(default_factory=list)
 
     @property
     def diverged(self) -> bool:
@@ -386,37 +393,79 @@ class IterativeSolver(Solver):
             raise ValueError(f"{self.name}: the initial point (init = {self.init!r}) holds non-finite "
                              "values; set init = \"zeros\" or pass a finite x_init")
         state = self.setup(ctx, x0)
-        k, diverged_at, last = 0, None, x0
+        # Per item: the iteration it diverged at (None: not) and whether it stopped (diverged,
+        # or converged under tol); a stopped item keeps ``final[i]`` while the others go on,
+        # so every item of a batch ends as it would alone. A single item stops the loop.
+        n = x0.shape[0] if x0.dim() > 0 else 1
+        item_diverged: list[int | None] = [None] * n
+        stopped = torch.zeros(n, dtype=torch.bool, device=x0.device)
+        final = x0.detach().clone()
+        k, last, logged = 0, x0, 0
         for k in tqdm(range(self.iterations), desc=self.name, disable=not progress, leave=False):
             prev = state["x"]
             # A copy: a step may update its iterate in place (an optimiser's parameter).
             last, logged = prev.detach().clone(), len(ctx.history)
             state = self.step(ctx, state, k)
-            if not is_finite(state["x"], self.divergence_bound):
-                # Stop here: the history keeps the last finite state, not this step's records.
-                del ctx.history[logged:]
-                diverged_at = k
-                break
-            # A step may hand extra per-iteration figures (loss terms, timestep) to the record.
-            rec = ctx.log(k, state["x"], **state.pop("log", {}))
-            if callback is not None and callback(k, state["x"], rec) is True:
+            bad = ~_finite_items(state["x"], self.divergence_bound) & ~stopped
+            if bool(bad.any()):
+                for i in bad.nonzero().flatten().tolist():
+                    item_diverged[i] = k
+                final[bad] = last[bad]
+                stopped |= bad
+                if bool(stopped.all()):
+                    # Stop here: the history keeps the last finite state, not this step's records.
+                    del ctx.history[logged:]
+                    break
+            # A step may hand extra per-iteration figures (loss terms, timestep) to the record;
+            # the record scores each stopped item by the iterate it keeps.
+            now = state["x"] if not bool(stopped.any()) else _keep(stopped, final, state["x"])
+            rec = ctx.log(k, now, **state.pop("log", {}))
+            if callback is not None and callback(k, now, rec) is True:
                 break
             if self.tol > 0:
                 change = ((state["x"] - prev).flatten(1).norm(dim=1)
                           / prev.flatten(1).norm(dim=1).clamp_min(1e-12))
-                if float(change.max()) < self.tol:
+                done_now = (change < self.tol) & ~stopped
+                if bool(done_now.any()):
+                    final[done_now] = self.finish(ctx, state).detach()[done_now]
+                    stopped |= done_now
+                if bool(stopped.all()):
                     break
-        if diverged_at is None:
-            x = self.finish(ctx, state)
-            if not is_finite(x):
-                diverged_at, x = k + 1, state["x"]
+        diverged_now = [d for d in item_diverged if d is not None]
+        if diverged_now and bool(stopped.all()) and max(diverged_now) == k:
+            x = final
         else:
-            x = last
+            x = self.finish(ctx, state)
+            if bool(stopped.any()):
+                x = _keep(stopped, final, x)
+            late = ~_finite_items(x) & ~stopped
+            for i in late.nonzero().flatten().tolist():
+                item_diverged[i] = k + 1
+            if bool(late.any()):
+                x = _keep(late, state["x"], x)
+        diverged_now = [d for d in item_diverged if d is not None]
+        diverged_at = min(diverged_now) if diverged_now else None
         # A diverged solve keeps k iterations: the ones before the iterate went non-finite.
-        done = k if diverged_at == k else k + 1
+        done = k if diverged_now and bool(stopped.all()) and max(diverged_now) == k else k + 1
         return Result(x=x.detach(), history=ctx.history, nfe=getattr(prior, "nfe", 0) - nfe0,
                       wall_time=time.perf_counter() - start, iterations=done,
-                      config=self.to_dict(), diverged_at=diverged_at)
+                      config=self.to_dict(), diverged_at=diverged_at,
+                      item_diverged_at=item_diverged)
+
+
+def _finite_items(t: Tensor, bound: float = math.inf) -> Tensor:
+    """Per item (first dimension): whether all its values are finite and at most ``bound``."""
+    t = t.detach()
+    flat = t.reshape(t.shape[0], -1) if t.dim() > 0 else t.reshape(1, 1)
+    ok = torch.isfinite(flat).all(dim=1)
+    if not math.isinf(bound) and flat.shape[1] > 0:
+        ok &= flat.abs().amax(dim=1).nan_to_num(math.inf) <= bound
+    return ok
+
+
+def _keep(mask: Tensor, kept: Tensor, x: Tensor) -> Tensor:
+    """``x`` with the items where ``mask`` holds taken from ``kept``."""
+    return torch.where(mask.view(-1, *([1] * (x.dim() - 1))), kept.to(x.dtype), x)
 
 
 def geometric(start: float, end: float | None, k: int, n: int) -> float:

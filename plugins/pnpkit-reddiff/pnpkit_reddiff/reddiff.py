@@ -156,11 +156,13 @@ class REDDiff(IterativeSolver):
         w = self.lam * WEIGHTINGS[self.weighting](math.sqrt((1 - a) / a))
         with torch.enable_grad():  # autograd on the data term only, at x0 = mu (+ sigma_x0 n)
             m = x0.detach().requires_grad_(True)
-            obs = 0.5 * (ctx.y - ctx.operator.A(decode(m))).abs().pow(2).mean()
-            (g_obs,) = torch.autograd.grad(obs, m)  # d/dmu of obs(mu + c) is obs'(mu + c)
-        g_reg = (eps_hat - eps) / eps.numel()  # gradient of mean(sg[eps_hat - eps] * mu)
+            # Each item's own mean over its entries, summed over the batch: every item gets
+            # the gradient it gets alone (a mean over the batch would divide it by B).
+            obs = 0.5 * (ctx.y - ctx.operator.A(decode(m))).abs().pow(2).flatten(1).mean(1)
+            (g_obs,) = torch.autograd.grad(obs.sum(), m)  # d/dmu of obs(mu + c) is obs'(mu + c)
+        g_reg = (eps_hat - eps) / eps[0].numel()  # gradient of each item's mean(sg[eps_hat - eps] * mu)
         # Before the step: x0 may be mu's own storage, which the optimiser updates in place.
-        log = {"t": t, "weight": w, "loss_obs": float(obs.detach()),
+        log = {"t": t, "weight": w, "loss_obs": float(obs.detach().mean()),
                "loss_reg": float(((eps_hat - eps) * x0).mean())}
         opt = state["optimizer"]
         opt.zero_grad(set_to_none=True)
