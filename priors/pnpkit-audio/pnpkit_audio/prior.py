@@ -203,8 +203,14 @@ class AudioDiffusionPrior(DiffusersPrior):
         :param str below_floor: ``"floor"`` or ``"score"`` (see the class).
         :raises FileNotFoundError: for a missing folder or missing files, naming what is there.
         :raises ValueError: for a network of another class, or a segment that is not a multiple
-            of its down-sampling factor.
+            of its down-sampling factor; for a single file, e.g. MSDM's released Lightning
+            checkpoint, one line saying why it cannot be used
+            (:func:`pnpkit_audio.msdm.describe_checkpoint`).
         """
+        if Path(folder).is_file():  # e.g. MSDM's Lightning .ckpt: say why it cannot be used
+            from .msdm import describe_checkpoint
+
+            raise describe_checkpoint(folder)
         root = check_folder(folder, "audio prior folder", LAYOUT, PARTS)
         unet = load_model(root / "unet", cls.unet_classes, device, torch_dtype(dtype),
                           hint=" networks (diffusers' own UNets load with the `diffusers` prior "
