@@ -18,6 +18,16 @@ does not apply to a task's operator or prior (it raises :class:`pnpkit.solvers.D
 as DDRM does on an operator that is not decomposable) is a row with status
 ``"does not apply: <reason>"``; any other exception is ``"error: <type>: <message>"``.
 Neither has metrics.
+
+``batch = N`` solves up to N items of one (task, noise, prior, solver, seed) in one ``solve``
+call (items of one shape; a resumed sweep batches only the rows still missing). Each item
+keeps its own row: its measurement drawn from its own generator as unbatched, its metrics,
+its reconstruction and its divergence (:attr:`pnpkit.solvers.Result.item_diverged_at`); the
+row's ``wall_time`` is the batch's time divided by its size, ``nfe`` the batch's network calls
+(each item's evaluations) and ``peak_memory_mb`` the batch's. The solver's generator is the
+first item's, after its measurement (so ``batch = 1`` is the unbatched sweep exactly). A
+batch that fails (any exception but :class:`pnpkit.solvers.DoesNotApply`) is solved again
+item by item, so each row says its own outcome.
 """
 
 from __future__ import annotations
@@ -58,7 +68,7 @@ __all__ = ["COLUMNS", "Case", "Sweep", "load_sweep", "metric_columns", "reconstr
            "run"]
 
 SWEEP_KEYS = {"output", "metrics", "seeds", "reference", "device", "dtype", "data", "tasks",
-              "priors", "solvers"}
+              "priors", "solvers", "batch"}
 TASK_KEYS = {"name", "operator", "noise", "settings"}
 PRIOR_KEYS = {"name", "label", "settings"}
 SOLVER_KEYS = {"name", "label", "settings", "per_task"}
@@ -144,6 +154,10 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     raw.setdefault("seeds", [0])
     raw.setdefault("device", "cpu")
     raw.setdefault("dtype", "float32")
+    batch = raw.setdefault("batch", 1)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"batch must be a whole number >= 1 (items solved in one call, e.g. "
+                          f"batch = 16), got {batch!r}")
     for task in raw["tasks"]:
         noise = task.get("noise", [0.0])
         task["noise"] = [float(v) for v in (noise if isinstance(noise, list) else [noise])]
@@ -258,8 +272,22 @@ class Sweep:
 
     # -- running -------------------------------------------------------------------------------
     def fingerprint(self) -> str:
-        """The sweep's :func:`pnpkit.runs.fingerprint` (its output folder left out)."""
-        return fingerprint(self.sweep, exclude=("output", "_base_dir"))
+        """The sweep's :func:`pnpkit.runs.fingerprint` (its output folder left out; ``batch``
+        left out when 1, so an unbatched sweep's folder keeps its stamp)."""
+        exclude = ("output", "_base_dir") + (("batch",) if self.sweep.get("batch", 1) == 1 else ())
+        return fingerprint(self.sweep, exclude=exclude)
+
+    def batches(self, cases: list[Case]) -> list[list[Case]]:
+        """``cases`` in batches of at most ``batch`` items of one (task, noise, prior, solver,
+        seed) and one signal shape, each batch in the order of ``cases``."""
+        size = int(self.sweep.get("batch", 1))
+        groups: dict[tuple[Any, ...], list[Case]] = {}
+        for c in cases:
+            shape = tuple(self.items[c.index].signal.shape)
+            groups.setdefault((*c.key[:5], shape), []).append(c)
+        out = [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
+        order = {id(c): i for i, c in enumerate(cases)}
+        return sorted(out, key=lambda b: order[id(b[0])])
 
     def run(self, overwrite: bool = False, progress: bool = True) -> list[dict[str, str]]:
         """Solve every row not in ``rows.csv`` yet, write the reports, return every row.
@@ -308,22 +336,29 @@ class Sweep:
         columns = COLUMNS + metric_columns(metric_names, self.items)
         suffix = "" if group.world == 1 else f".rank{group.rank}"
         rows_path, hist_path = out / f"rows{suffix}.csv", out / f"histories{suffix}.jsonl"
-        todo = [c for i, c in enumerate(self.cases())
-                if c.key not in done and i % group.world == group.rank]
+        todo = [b for i, b in enumerate(self.batches([c for c in self.cases() if c.key not in done]))
+                if i % group.world == group.rank]
         new_file = not rows_path.exists()
         (out / "reconstructions").mkdir(exist_ok=True)
         with rows_path.open("a", newline="") as fr, hist_path.open("a") as fh:
             writer = csv.DictWriter(fr, fieldnames=columns)
             if new_file:
                 writer.writeheader()
-            bar = tqdm(todo, desc="bench", disable=not progress or group.rank != 0)
-            for case in bar:
-                bar.set_description(f"bench {case.task['name']} {case.solver['label']}")
-                row, history = self._solve(case, metric_names)
-                writer.writerow(row)
+            bar = tqdm(total=sum(len(b) for b in todo), desc="bench",
+                       disable=not progress or group.rank != 0)
+            for cases in todo:
+                bar.set_description(f"bench {cases[0].task['name']} {cases[0].solver['label']}")
+                for case, (row, history) in zip(cases, self._solve_batch(cases, metric_names),
+                                                strict=True):
+                    writer.writerow(row)
+                    record: dict[str, Any] = {"key": list(case.key), "history": history}
+                    if len(cases) > 1:  # the history is the batch's (its means over the items)
+                        record["batch"] = [c.item for c in cases]
+                    fh.write(json.dumps(record) + "\n")
                 fr.flush()
-                fh.write(json.dumps({"key": list(case.key), "history": history}) + "\n")
                 fh.flush()
+                bar.update(len(cases))
+            bar.close()
         group.barrier()
         if group.rank == 0:
             self._merge(columns)
@@ -350,44 +385,71 @@ class Sweep:
         self.folder.remove("rows.rank*.csv", "histories.rank*.jsonl")
 
     def _solve(self, case: Case, metric_names: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One case solved alone: its row and history."""
+        return self._solve_batch([case], metric_names)[0]
+
+    def _solve_batch(self, cases: list[Case], metric_names: list[str]
+                     ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """The cases of one batch (see :meth:`batches`) in one ``solve`` call: a row and the
+        history per case. A batch that raises is solved again case by case."""
         from safetensors.torch import save_file
 
-        row: dict[str, Any] = dict(zip(COLUMNS[:6], case.key, strict=True))
-        item = self.items[case.index]
-        x = item.signal[None].to(self.device, self.dtype)
+        first = cases[0]
+        rows: list[dict[str, Any]] = [dict(zip(COLUMNS[:6], c.key, strict=True)) for c in cases]
+        items = [self.items[c.index] for c in cases]
+        x = torch.cat([item.signal[None] for item in items]).to(self.device, self.dtype)
         try:
-            prior = self._prior(case.prior)
-            op = self._operator(case.task, case.noise, tuple(item.signal.shape))
-            solver = self._solver(case.solver, case.task["name"], case.noise)
-            g = torch.Generator(device=self.device).manual_seed(case.seed * 100003 + case.index)
-            y = ops.measure(op, x, g)
+            prior = self._prior(first.prior)
+            op = self._operator(first.task, first.noise, tuple(items[0].signal.shape))
+            solver = self._solver(first.solver, first.task["name"], first.noise)
+            # Each item's measurement from its own generator, as unbatched; the solver draws
+            # from the first item's generator after that item's measurement.
+            gens = [torch.Generator(device=self.device).manual_seed(c.seed * 100003 + c.index)
+                    for c in cases]
+            y = torch.cat([ops.measure(op, x[i:i + 1], g) for i, g in enumerate(gens)])
             with PeakMemory(self.device) as mem:
-                result = solver.solve(y, op, prior, generator=g, reference=x)
+                result = solver.solve(y, op, prior, generator=gens[0], reference=x)
         except DoesNotApply as exc:  # the solver cannot take this operator or prior
-            row.update(status=_status("does not apply", str(exc)), wall_time="", nfe="",
-                       peak_memory_mb="")
-            return row, []
+            for row in rows:
+                row.update(status=_status("does not apply", str(exc)), wall_time="", nfe="",
+                           peak_memory_mb="")
+            return [(row, []) for row in rows]
         except Exception as exc:  # a failing case is a row, not a crash
-            row.update(status=_status("error", f"{type(exc).__name__}: {exc}"), wall_time="",
-                       nfe="", peak_memory_mb="")
-            return row, []
-        row.update(wall_time=f"{result.wall_time:.4f}", nfe=result.nfe,
-                   peak_memory_mb=f"{mem.peak_mb:.2f}")
-        diverged_at = getattr(result, "diverged_at", None)
-        if diverged_at is None and not is_finite(result.x):  # a solver outside the shared loop
-            diverged_at = result.iterations
-        if diverged_at is not None:  # a row apart: no metrics, never averaged
-            row.update(status=f"diverged: at iteration {diverged_at}")
-            return row, result.history
-        values = compute(metric_names, result.x.to(x.dtype), x, sample_rate=item.sample_rate,
-                         channel_names=item.channel_names)
-        row.update(status="ok")
-        row.update({k: f"{v[0]:.4f}" for k, v in values.items()})
-        tensors = {"x": result.x[0].detach().float().cpu().contiguous()}
-        if not y.is_complex():
-            tensors["y"] = y[0].detach().float().cpu().contiguous()
-        save_file(tensors, self.output / "reconstructions" / f"{reconstruction_name(case.key)}.safetensors")
-        return row, result.history
+            if len(cases) > 1:  # each item's own outcome
+                return [self._solve(c, metric_names) for c in cases]
+            rows[0].update(status=_status("error", f"{type(exc).__name__}: {exc}"), wall_time="",
+                           nfe="", peak_memory_mb="")
+            return [(rows[0], [])]
+        n = len(cases)
+        per_item = list(getattr(result, "item_diverged_at", None) or [])
+        whole = getattr(result, "diverged_at", None)
+        if len(per_item) != n:  # a solver that says nothing per item
+            if n > 1 and whole is not None:  # which item diverged is unknown: each alone
+                return [self._solve(c, metric_names) for c in cases]
+            per_item = [whole] * n
+        out = []
+        for i, (case, row, item) in enumerate(zip(cases, rows, items, strict=True)):
+            row.update(wall_time=f"{result.wall_time / n:.4f}", nfe=result.nfe,
+                       peak_memory_mb=f"{mem.peak_mb:.2f}")
+            diverged_at = per_item[i]
+            if diverged_at is None and not is_finite(result.x[i]):  # a solver outside the loop
+                diverged_at = result.iterations
+            if diverged_at is not None:  # a row apart: no metrics, never averaged
+                row.update(status=f"diverged: at iteration {diverged_at}")
+                out.append((row, result.history))
+                continue
+            xi = result.x[i:i + 1]
+            values = compute(metric_names, xi.to(x.dtype), x[i:i + 1], sample_rate=item.sample_rate,
+                             channel_names=item.channel_names)
+            row.update(status="ok")
+            row.update({k: f"{v[0]:.4f}" for k, v in values.items()})
+            tensors = {"x": xi[0].detach().float().cpu().contiguous()}
+            if not y.is_complex():
+                tensors["y"] = y[i].detach().float().cpu().contiguous()
+            save_file(tensors, self.output / "reconstructions"
+                      / f"{reconstruction_name(case.key)}.safetensors")
+            out.append((row, result.history))
+        return out
 
 
 def _status(kind: str, reason: str) -> str:
