@@ -522,7 +522,8 @@ class ContinuousDiffusionPrior(DiffusionPrior):
         return out
 
     def _abar64(self, t: int | float | Tensor, x: Tensor) -> Tensor:
-        """``abar_t`` per item, (B,) float64 on the CPU (levels computed without round-off)."""
+        """``abar_t`` per item, (B,) float64 on the CPU (levels computed without round-off; a
+        Python float stays a float64, not torch's default float32)."""
         like = torch.empty(x.shape[0], dtype=torch.float64)
         if isinstance(t, Tensor):
             t = t.detach().cpu()
@@ -533,6 +534,9 @@ class ContinuousDiffusionPrior(DiffusionPrior):
 
         What wrappers that call :meth:`DiffusionPrior.run_network` receive (tiling); counts nothing.
         """
+        return self._eps(x_t, t)
+
+    def _eps(self, x_t: Tensor, t: int | float | Tensor) -> Tensor:
         a = self._abar64(t, x_t)
         levels = ((1 - a) / a).sqrt()
         shape = (x_t.shape[0],) + (1,) * (x_t.dim() - 1)
@@ -549,7 +553,18 @@ class ContinuousDiffusionPrior(DiffusionPrior):
         """Predicted noise at timestep ``t`` (integer or fractional, a number or (B,)); counts
         one network evaluation."""
         self.nfe += 1
-        return self.network(x_t, torch.as_tensor(t))
+        return self._eps(x_t, t)
+
+    def x0(self, x_t: Tensor, t: int | float | Tensor, clip: bool = False) -> Tensor:
+        """Tweedie estimate at timestep ``t``: ``D(x_t / sqrt(abar_t), sigma_t)`` itself (one
+        network evaluation, counted), the value ``x0_from_eps(x_t, t, eps(x_t, t))`` has without
+        the round-off of ``eps`` amplified by ``1 / sqrt(abar_t)`` at large ``t``."""
+        a = self._abar64(t, x_t)
+        shape = (x_t.shape[0],) + (1,) * (x_t.dim() - 1)
+        self.nfe += 1
+        out = self._denoise_levels(x_t / a.sqrt().to(device=x_t.device, dtype=x_t.dtype).view(shape),
+                                   ((1 - a) / a).sqrt())
+        return out.clamp(-self.clip, self.clip) if clip and self.clip is not None else out
 
     def tweedie_denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         """``D(x, sigma)`` at each item's own level (a number or a (B,) tensor), in one network
