@@ -64,6 +64,8 @@ class Table:
     head: list[str]
     lines: list[Line] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: How many items and seeds the table's means are over, e.g. ``"16 items x 1 seed"``.
+    sample: str = ""
 
     @property
     def title(self) -> str:
@@ -87,6 +89,35 @@ def _stat(values: list[float]) -> str:
     mean = statistics.fmean(values)
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
     return f"{mean:.3g} ± {std:.2g}" if abs(mean) < 1000 else f"{mean:.4g} ± {std:.3g}"
+
+
+def paired_difference(rows: list[dict[str, str]], ref_rows: list[dict[str, str]], column: str
+                      ) -> tuple[float, float, int] | None:
+    """The paired difference of ``column`` to the reference over the (seed, item) pairs both
+    solved: (mean of the per-item differences, its standard error sd/sqrt(n), n); None when no
+    pair has both values. With one pair the standard error is NaN.
+
+    >>> a = [{"seed": "0", "item": i, "status": "ok", "psnr": v} for i, v in (("a", "21"), ("b", "23"))]
+    >>> r = [{"seed": "0", "item": i, "status": "ok", "psnr": v} for i, v in (("a", "20"), ("b", "20"))]
+    >>> paired_difference(a, r, "psnr")
+    (2.0, 1.0, 2)
+    """
+    ref = {(r["seed"], r["item"]): v for r in ref_rows if r["status"] == "ok"
+           for v in _values([r], column)}
+    diffs = [v - ref[(r["seed"], r["item"])] for r in rows if r["status"] == "ok"
+             and (r["seed"], r["item"]) in ref for v in _values([r], column)]
+    if not diffs:
+        return None
+    n = len(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else math.nan
+    return statistics.fmean(diffs), se, n
+
+
+def _paired_text(d: tuple[float, float, int] | None) -> str:
+    if d is None:
+        return "-"
+    mean, se, n = d
+    return f"{mean:+.3g} ± {se:.2g} ({n})" if not math.isnan(se) else f"{mean:+.3g} (1)"
 
 
 def _values(rows: list[dict[str, str]], column: str) -> list[float]:
@@ -141,7 +172,13 @@ def tables(rows: list[dict[str, str]], metrics: list[str], reference: str | None
                 "peak memory (MB)"]
         if reference:
             head.append(f"time / {reference}")
+            head += [f"Δ {_column_head(m)} vs {reference}" for m in metrics]
         table = Table(task, noise, prior, head)
+        all_rows = [r for rs in by_solver.values() for r in rs]
+        n_items = len({r["item"] for r in all_rows})
+        n_seeds = len({r["seed"] for r in all_rows})
+        table.sample = (f"{n_items} item{'s' if n_items != 1 else ''} x {n_seeds} "
+                        f"seed{'s' if n_seeds != 1 else ''}")
         ref_times = _values([r for r in by_solver.get(reference or "", []) if r["status"] == "ok"],
                             "wall_time")
         ref_time = statistics.fmean(ref_times) if ref_times else None
@@ -158,6 +195,9 @@ def tables(rows: list[dict[str, str]], metrics: list[str], reference: str | None
             cells += [_stat(times), _stat(_values(ok, "nfe")), _stat(_values(ok, "peak_memory_mb"))]
             if reference:
                 cells.append(f"{statistics.fmean(times) / ref_time:.3g}" if ref_time and times else "-")
+                ref_rows = by_solver.get(reference, [])
+                cells += ["-" if solver == reference else _paired_text(paired_difference(rs, ref_rows, m))
+                          for m in metrics]
             if len(ok) == len(rs):
                 css = ""
             elif set(kinds) == {"does not apply"}:

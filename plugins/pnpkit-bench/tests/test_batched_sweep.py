@@ -180,3 +180,25 @@ def test_batch_1_keeps_the_unbatched_fingerprint(tmp_path):
 class _Bare:
     def __init__(self, sweep: dict[str, Any]) -> None:
         self.sweep = sweep
+
+
+def test_the_summary_gives_the_paired_difference_to_the_reference_with_its_standard_error(toy_site,
+                                                                                           tmp_path):
+    from pnpkit_bench.report import paired_difference
+
+    path = write(tmp_path, "ref", "reference = \"hqs\"")
+    rows = bench.run(path, progress=False)
+    clean = [r for r in rows if r["noise"] == "0"]
+    pgd = [r for r in clean if r["solver"] == "pgd"]
+    hqs = {(r["seed"], r["item"]): float(r["psnr"]) for r in clean if r["solver"] == "hqs"}
+    diffs = torch.tensor([float(r["psnr"]) - hqs[(r["seed"], r["item"])] for r in pgd], dtype=torch.float64)
+    mean, se, n = paired_difference(pgd, [r for r in clean if r["solver"] == "hqs"], "psnr")
+    assert n == 6 and abs(mean - float(diffs.mean())) < 1e-9
+    assert abs(se - float(diffs.std() / 6**0.5)) < 1e-9
+    summary = (tmp_path / "ref" / "summary.md").read_text()
+    assert "Means over 3 items x 2 seeds (`n`: the rows each solver solved)." in summary
+    assert "| time / hqs | Δ psnr (dB) vs hqs |" in summary
+    line = next(ln for ln in summary.split("### half, σ_y = 0,")[1].splitlines() if ln.startswith("| pgd |"))
+    assert line.endswith(f" | {mean:+.3g} ± {se:.2g} (6) |"), line
+    assert "| diverging | diverged | 0 |" in summary and summary.count(" | - |\n") >= 2
+    assert "paired difference to the reference" in (tmp_path / "ref" / "report.html").read_text()

@@ -100,14 +100,14 @@ def test_every_markdown_table_has_one_line_per_solver_whatever_its_status(writte
     for table in tables:
         head, rule, *lines = table
         assert head == ["solver", "status", "n", "psnr (dB)", "ssim", "wall time (s)", "NFE",
-                        "peak memory (MB)", "time / hqs"]
+                        "peak memory (MB)", "time / hqs", "Δ psnr (dB) vs hqs", "Δ ssim vs hqs"]
         assert set(rule) == {"---"}
         assert [line[0] for line in lines] == SOLVERS, "exactly one line per solver, in order"
         assert all(len(line) == len(head) for line in lines), "no cell broken by a pipe"
         status = {line[0]: line[1:3] for line in lines}
         assert status == {"hqs": ["ok", "2"], "ddrm": ["does not apply", "0"], "pgd": ["diverged", "0"],
                           "red|pipe": ["ok", "2"], "half": ["1 ok, 1 error", "1"]}
-        assert lines[0][3:] == ["25 ± 0", "0.5 ± 0", "1.5 ± 0", "10 ± 0", "3 ± 0", "1"]
+        assert lines[0][3:] == ["25 ± 0", "0.5 ± 0", "1.5 ± 0", "10 ± 0", "3 ± 0", "1", "-", "-"]
     # the reasons are a list under each table, one line each, never inside it
     assert text.count(f"- ddrm: {DDRM} (2 of 2 rows)\n") == 2
     assert text.count("- pgd: diverged: residual 3e+08 at iteration 4 (2 of 2 rows)\n") == 2
