@@ -22,47 +22,101 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 1.1 M parameters, attention only at 8x8 (attention at 32x32 is too slow on a CPU).
     "grey32": dict(channels=1, size=32, block_out_channels=(32, 64, 64), layers_per_block=1),
     "rgb32": dict(channels=3, size=32, block_out_channels=(32, 64, 64), layers_per_block=1),
+    # Whole-picture priors: 4 levels (receptive field of the 64 x 64 patches they train on), no
+    # attention anywhere (global attention dominates a call on a 512 x 512 picture), flips and
+    # rotations, a quarter of dead-leaves patches; the width chosen by benchmarks/prior_pilots.py.
+    "grey64": dict(channels=1, size=64, block_out_channels=(32, 64, 96, 128), layers_per_block=1,
+                   attention="none"),
+    "rgb64": dict(channels=3, size=64, block_out_channels=(32, 64, 96, 128), layers_per_block=1,
+                  attention="none"),
 }
+#: The data of each preset (:class:`~pnpkit_priors.datasets.PatchSampler`'s settings): the
+#: 32-pixel presets' is what they shipped with.
+DATA: dict[str, dict[str, Any]] = {
+    "grey32": dict(augment="flip", dead_leaves=0.0),
+    "rgb32": dict(augment="flip", dead_leaves=0.0),
+    "grey64": dict(augment="dihedral", dead_leaves=0.25),
+    "rgb64": dict(augment="dihedral", dead_leaves=0.25),
+}
+#: The most a preset's weights may weigh (float32 safetensors), in bytes.
+MAX_WEIGHT_BYTES = 25_000_000
 
 
 def unet_config(channels: int, size: int, block_out_channels: tuple[int, ...],
-                layers_per_block: int) -> dict[str, Any]:
-    """The ``UNet2DModel`` settings of a preset: attention only at the coarsest level.
+                layers_per_block: int, attention: str = "lowest") -> dict[str, Any]:
+    """The ``UNet2DModel`` settings of a preset.
 
     :param int channels: image channels (1 or 3).
     :param int size: the side of the square patches.
-    :param tuple block_out_channels: the widths of the levels.
+    :param tuple block_out_channels: the widths of the levels (one level per entry).
     :param int layers_per_block: residual layers per level.
+    :param str attention: ``"lowest"``: self-attention at the coarsest level and in the middle
+        block (the 32-pixel presets); ``"none"``: no attention block at all.
     """
+    levels = len(block_out_channels)
+    if attention == "lowest":
+        down = ("DownBlock2D",) * (levels - 1) + ("AttnDownBlock2D",)
+        up = ("AttnUpBlock2D",) + ("UpBlock2D",) * (levels - 1)
+        extra: dict[str, Any] = {}
+    elif attention == "none":
+        down, up = ("DownBlock2D",) * levels, ("UpBlock2D",) * levels
+        extra = {"add_attention": False}
+    else:
+        raise ValueError(f"unknown attention {attention!r}; choose 'lowest' or 'none'")
     return dict(sample_size=size, in_channels=channels, out_channels=channels,
                 block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
-                down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-                up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-                norm_num_groups=8, attention_head_dim=16)
+                down_block_types=down, up_block_types=up, norm_num_groups=8,
+                attention_head_dim=16, **extra)
 
 
 def build_unet(channels: int, size: int, block_out_channels: tuple[int, ...],
-               layers_per_block: int) -> Any:
+               layers_per_block: int, attention: str = "lowest") -> Any:
     """A new ``UNet2DModel`` of :func:`unet_config`'s settings.
 
     :param int channels: image channels (1 or 3).
     :param int size: the side of the square patches.
     :param tuple block_out_channels: the widths of the levels.
     :param int layers_per_block: residual layers per level.
+    :param str attention: ``"lowest"`` or ``"none"`` (see :func:`unet_config`).
     """
     from diffusers import UNet2DModel
 
-    return UNet2DModel(**unet_config(channels, size, block_out_channels, layers_per_block))
+    return UNet2DModel(**unet_config(channels, size, block_out_channels, layers_per_block,
+                                     attention))
+
+
+def data_settings(preset: str, size: int | None = None, dead_leaves: float | None = None,
+                  augment: str | None = None) -> dict[str, Any]:
+    """The patch sampler's settings of ``preset``, with the given ones over its :data:`DATA`.
+
+    :param str preset: a key of :data:`PRESETS`.
+    :param int size: the patch size (default: the preset's).
+    :param float dead_leaves: the fraction of dead-leaves patches (default: the preset's).
+    :param str augment: ``"none"``, ``"flip"`` or ``"dihedral"`` (default: the preset's).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    data = dict(size=int(PRESETS[preset]["size"]), **DATA[preset])
+    if size is not None:
+        data["size"] = int(size)
+    if dead_leaves is not None:
+        data["dead_leaves"] = float(dead_leaves)
+    if augment is not None:
+        data["augment"] = augment
+    return data
 
 
 def train(preset: str, out: Path, steps: int, batch_size: int = 32, lr: float = 5e-4,
           seed: int = 0, save_every: int = 250, max_minutes: float | None = None,
-          resume: bool = False, threads: int | None = None) -> dict[str, Any]:
+          resume: bool = False, threads: int | None = None, patch_size: int | None = None,
+          dead_leaves: float | None = None, augment: str | None = None,
+          progress: bool = True) -> dict[str, Any]:
     """Train ``preset`` for ``steps`` optimiser steps and save it under ``out``.
 
     The loop is :func:`pnpkit_priors.trainer.train_ddpm` on patches of the train split
-    (:class:`~pnpkit_priors.datasets.PatchSampler`), 200 warm-up steps. Without ``resume``, a
-    run already in ``out`` is started afresh (overwritten).
+    (:class:`~pnpkit_priors.datasets.PatchSampler` with :func:`data_settings`), 200 warm-up
+    steps. The data settings are recorded in the run (``data``), and a resumed run must keep
+    them. Without ``resume``, a run already in ``out`` is started afresh (overwritten).
 
     :param str preset: a key of :data:`PRESETS`.
     :param str out: the output folder (``unet/``, ``scheduler/``, training state).
@@ -74,21 +128,24 @@ def train(preset: str, out: Path, steps: int, batch_size: int = 32, lr: float = 
     :param float max_minutes: stop (and save) once this invocation has trained this long.
     :param bool resume: continue the run in ``out`` (it must have the same settings).
     :param int threads: torch's CPU threads during training.
+    :param int patch_size: the side of the training patches (default: the preset's).
+    :param float dead_leaves: the fraction of dead-leaves patches (default: the preset's).
+    :param str augment: ``"none"``, ``"flip"`` or ``"dihedral"`` (default: the preset's).
+    :param bool progress: show the progress bar.
     :return: the training state (what ``training_state.json`` holds).
     """
     from diffusers import UNet2DModel
 
     from .datasets import PatchSampler
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    cfg = PRESETS[preset]
-    sampler = PatchSampler("train", size=cfg["size"], channels=cfg["channels"])
-    return train_ddpm(UNet2DModel, None, sampler, out, steps, (cfg["size"], cfg["size"]),
+    data = data_settings(preset, patch_size, dead_leaves, augment)
+    cfg = {**PRESETS[preset], "size": data["size"]}
+    sampler = PatchSampler("train", channels=cfg["channels"], **data)
+    return train_ddpm(UNet2DModel, None, sampler, out, steps, (data["size"], data["size"]),
                       defaults=unet_config(**cfg), batch_size=batch_size, lr=lr, seed=seed,
                       save_every=save_every, max_minutes=max_minutes, resume=resume,
-                      threads=threads, settings={"preset": preset}, overwrite=True,
-                      desc=f"train {preset}")
+                      threads=threads, settings={"preset": preset, "data": data},
+                      overwrite=True, desc=f"train {preset}", progress=progress)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,11 +167,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop early after this long (the checkpoint records the steps)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--patch-size", type=int, default=None,
+                        help="side of the training patches (default: the preset's: 32 or 64)")
+    parser.add_argument("--dead-leaves", type=float, default=None,
+                        help="fraction of generated dead-leaves patches, 0 to 1 (default: the "
+                             "preset's: 0 for grey32/rgb32, 0.25 for grey64/rgb64)")
+    parser.add_argument("--augment", choices=("none", "flip", "dihedral"), default=None,
+                        help="patch augmentation (default: the preset's: flip for grey32/rgb32, "
+                             "dihedral = flips and 90-degree rotations for grey64/rgb64)")
 
 
 def run(args: argparse.Namespace) -> int:
     state = train(args.preset, args.out, args.steps, args.batch_size, args.lr, args.seed,
-                  args.save_every, args.max_minutes, args.resume, args.threads)
+                  args.save_every, args.max_minutes, args.resume, args.threads,
+                  args.patch_size, args.dead_leaves, args.augment)
     print(f"trained {state['step']} steps in {state['seconds'] / 60:.1f} min -> {args.out}")
     return 0
 
