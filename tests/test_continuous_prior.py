@@ -229,3 +229,19 @@ def test_msdm_dirac_sample_spread_is_nearer_the_posterior_than_with_the_ddpm_gri
     assert abs(cont - ratio(gaussian(0.1, sigma_min=1e-4, sigma_max=80.0), 0.1)) < 0.03
     assert abs(score - 1) > 0.3 and floor < 0.01, (score, floor)
     assert abs(cont - 1) < abs(score - 1) and abs(cont - 1) < abs(floor - 1)
+
+
+def test_tiled_keeps_the_continuous_levels_below_the_grids_floor():
+    from pnpkit.tiling import tiled
+
+    prior = gaussian()
+    tiles = tiled(prior, tile=16, overlap=4)
+    x = torch.randn(2, 1, 40, 24, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for sigma in (1e-3, 0.05, torch.tensor([2e-4, 0.3])):
+        before = tiles.nfe
+        got = tiles.denoise(x, sigma)
+        assert tiles.nfe - before == 1
+        torch.testing.assert_close(got, prior.denoise(x, sigma), rtol=1e-12, atol=1e-12)
+    # exact below 0.01, where a grid prior holds the score at its floor
+    s = 1e-3
+    torch.testing.assert_close(tiles.denoise(x, s), S**2 / (S**2 + s**2) * x, rtol=1e-9, atol=1e-12)

@@ -253,6 +253,12 @@ class TiledDiffusionPrior(_Tiled, DiffusionPrior):
         self.nfe += 1
         return self._blend(lambda part: self.prior.eps(part, tt), x_t)
 
+    def tweedie_denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        # the wrapped prior's own rule per tile: a continuous-noise prior keeps its levels below
+        # the grid's floor; for a grid prior it equals Tweedie on the blended eps (affine in eps)
+        self.nfe += 1
+        return self._blend(lambda part: self.prior.tweedie_denoise(part, sigma), x)
+
 
 class TiledDenoiser(_Tiled, DenoiserPrior):
     """A denoiser applied to overlapping tiles (see :func:`tiled`)."""
