@@ -85,16 +85,25 @@ def write_model_card(out: str | Path, state: dict[str, Any], table: list[dict[st
     :return: the card (what ``card.json`` holds).
     """
     out = Path(out)
-    unet_cfg = json.loads((out / "unet" / "config.json").read_text())
-    sched_cfg = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    if (out / "config.json").is_file():  # EDM: config.json + model.safetensors
+        edm_cfg = json.loads((out / "config.json").read_text())
+        model = {"class": f"EDMPrecond({edm_cfg.get('backbone_class')})",
+                 "parameters": count_parameters(out / "model.safetensors"),
+                 "config": dict(edm_cfg.get("backbone_config", {})),
+                 "schedule": {"parametrisation": "edm",
+                              **{k: edm_cfg.get(k) for k in ("sigma_data", "sigma_min",
+                                                             "sigma_max", "c_noise_scale")},
+                              **{k: (state.get("edm") or {}).get(k) for k in ("p_mean", "p_std")}}}
+    else:
+        unet_cfg = json.loads((out / "unet" / "config.json").read_text())
+        sched_cfg = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+        model = {"class": unet_cfg.get("_class_name"),
+                 "parameters": count_parameters(out / "unet" / "diffusion_pytorch_model.safetensors"),
+                 "config": {k: v for k, v in unet_cfg.items() if not k.startswith("_")},
+                 "schedule": schedule_facts(sched_cfg)}
     card = {
         "name": out.resolve().name,
-        "model": {
-            "class": unet_cfg.get("_class_name"),
-            "parameters": count_parameters(out / "unet" / "diffusion_pytorch_model.safetensors"),
-            "config": {k: v for k, v in unet_cfg.items() if not k.startswith("_")},
-            "schedule": schedule_facts(sched_cfg),
-        },
+        "model": model,
         "data": dict(data_info),
         "training": training_facts(state, ("batch_size", "length", "lr", "warmup_steps",
                                            "schedule_steps", "seed", "threads")),
@@ -117,13 +126,21 @@ def render_markdown(card: dict[str, Any]) -> str:
                                 card["evaluation"])
     cfg = model["config"]
     factor = math.prod(cfg.get("down_factors") or [1])
+    edm = sched.get("parametrisation") == "edm"
+    kind = ("one EDM denoiser D(x, sigma) (Karras et al. 2022's preconditioning, MSDM's own "
+            "parametrisation)" if edm else "one DDPM")
+    loaded = "`AudioEDMPrior`" if edm else "`AudioDiffusionPrior`"
+    sched_line = (f"- EDM preconditioning: sigma_data {sched['sigma_data']}, valid for sigma in "
+                  f"[{sched['sigma_min']:g}, {sched['sigma_max']:g}], c_noise = "
+                  f"{sched['c_noise_scale']} ln sigma; trained with ln sigma ~ "
+                  f"N({sched['p_mean']}, {sched['p_std']}^2)" if edm else schedule_line(sched))
     lines = [
         f"# Model card: `{card['name']}`",
         "",
-        f"A multi-source music diffusion prior (as MSDM, Mariani et al., ICLR 2024): one DDPM over "
+        f"A multi-source music diffusion prior (as MSDM, Mariani et al., ICLR 2024): {kind} over "
         f"{cfg.get('in_channels')} stems stacked as channels, (B, {cfg.get('in_channels')}, L) "
         f"signals in [-1, 1] with L a multiple of {factor}, loaded by pnpkit as an "
-        "`AudioDiffusionPrior`.",
+        f"{loaded}.",
         "",
         "## Model",
         "",
@@ -131,7 +148,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"down-sampling {cfg.get('down_factors')}, {cfg.get('layers_per_block')} residual "
         f"block(s) per level, {cfg.get('mid_layers')} in the bottleneck, kernel "
         f"{cfg.get('kernel_size')}, no attention",
-        schedule_line(sched),
+        sched_line,
         "",
         "## Data",
         "",

@@ -47,7 +47,7 @@ def _unsafe_globals(path: Path) -> list[str] | None:
         return None
 
 
-def describe_checkpoint(path: str | Path) -> MSDMCheckpointError:
+def describe_checkpoint(path: str | Path) -> MSDMCheckpointError | None:
     """The one-line error for a single-file checkpoint given where a prior folder is expected.
 
     The file is never unpickled beyond what ``torch.load(weights_only=True)`` allows: its
@@ -56,7 +56,9 @@ def describe_checkpoint(path: str | Path) -> MSDMCheckpointError:
     of them is loaded, with ``weights_only=True``, to look at its keys.
 
     :param str path: the file.
-    :return: the error to raise (always one: no single file is a pnpkit audio prior).
+    :return: the error to raise for MSDM's checkpoint (its pickled classes, or its tensors
+        under ``model.unet.*``) or any pickle naming classes; None for other files (the
+        folder checks then say that a file is not a folder).
     :raises FileNotFoundError: when there is no such file.
     """
     import torch
@@ -73,19 +75,16 @@ def describe_checkpoint(path: str | Path) -> MSDMCheckpointError:
             f"{path}: torch.load(weights_only=True) refuses it: {what} "
             f"({', '.join(sorted(unsafe))}) and pnpkit unpickles no classes"
             + (f"; and {NO_NETWORK}" if msdm else "") + f" ({WHERE})")
+    if unsafe is None:  # not a torch.save zip file
+        return None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return MSDMCheckpointError(f"{path}: torch.load(weights_only=True) cannot read it "
-                                   f"({first}); a pnpkit audio prior is a folder with unet/ and "
-                                   "scheduler/, as `pnpkit train-audio-prior` writes it")
+    except Exception:
+        return None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     keys = [k for k in state if isinstance(k, str)] if isinstance(state, dict) else []
     if any(k.startswith(MSDM_PREFIXES) for k in keys):
         n = sum(1 for k in keys if k.startswith(MSDM_PREFIXES[0]))
         return MSDMCheckpointError(f"{path}: holds MSDM's network ({n} tensors under "
                                    f"{MSDM_PREFIXES[0]}*), but {NO_NETWORK} ({WHERE})")
-    return MSDMCheckpointError(f"{path} is a single file: a pnpkit audio prior is a folder with "
-                               "unet/ (config.json and diffusion_pytorch_model.safetensors) and "
-                               "scheduler/, as `pnpkit train-audio-prior` writes it")
+    return None

@@ -33,7 +33,8 @@ def default_stems8k(device: str = "cpu", dtype: str = "float32", segment: int = 
 
 def audio_diffusion(path: str, device: str = "cpu", dtype: str = "float32",
                     segment: int = SEGMENT, below_floor: str = "floor") -> Any:
-    """A multi-source audio diffusion prior from a folder holding ``unet/`` and ``scheduler/``.
+    """A multi-source audio diffusion prior from a folder ``pnpkit train-audio-prior`` wrote:
+    ``unet/`` + ``scheduler/`` (DDPM) or ``config.json`` + ``model.safetensors`` (EDM).
 
     :param str path: the folder ``pnpkit train-audio-prior --out`` wrote.
     :param int segment: the window, in samples, a longer song is separated in (default 65536).
@@ -42,10 +43,10 @@ def audio_diffusion(path: str, device: str = "cpu", dtype: str = "float32",
     :param str device: set by the pipeline.
     :param str dtype: set by the pipeline.
     """
-    from .prior import AudioDiffusionPrior
+    from .prior import load_audio_prior
 
-    return AudioDiffusionPrior.from_pretrained(path, device=device, dtype=dtype, segment=segment,
-                                               below_floor=below_floor)
+    return load_audio_prior(path, device=device, dtype=dtype, segment=segment,
+                            below_floor=below_floor)
 
 
 @pnpkit.hookimpl
@@ -54,7 +55,8 @@ def register_priors(register: Any) -> None:
     register("default-stems8k", default_stems8k, family="diffusion",
              description="the project's 4-stem 8 kHz music DDPM (see weights/stems8k/MODEL_CARD.md)")
     register("audio-diffusion", audio_diffusion, family="diffusion",
-             description="a 1-D UNet multi-source audio DDPM from a local folder (path = ...)")
+             description="a 1-D UNet multi-source audio prior, DDPM or EDM, from a local folder "
+                         "(path = ...)")
 
 
 @pnpkit.hookimpl

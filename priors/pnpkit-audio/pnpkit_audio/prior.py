@@ -28,6 +28,7 @@ from torch import Tensor
 
 from pnpkit.priors import torch_dtype
 from pnpkit_priors.diffusion import DiffusersPrior
+from pnpkit_priors.edm import EDMPrecond, EDMPrior, load_edm
 from pnpkit_priors.loading import build_scheduler as scheduler_from_config
 from pnpkit_priors.loading import check_folder, load_model, scheduler_config
 from pnpkit_priors.trainer import ddpm_scheduler as build_scheduler
@@ -35,7 +36,8 @@ from pnpkit_priors.trainer import ddpm_scheduler as build_scheduler
 from . import SEGMENT, STEMS
 from .network import AudioUNet1DModel
 
-__all__ = ["AudioDiffusionPrior", "audio_prior", "build_scheduler"]
+__all__ = ["AudioDiffusionPrior", "AudioEDMPrior", "audio_prior", "build_scheduler", "is_edm_folder",
+           "load_audio_prior"]
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 LAYOUT = ("a folder with unet/ (config.json and diffusion_pytorch_model.safetensors) and "
@@ -210,7 +212,9 @@ class AudioDiffusionPrior(DiffusersPrior):
         if Path(folder).is_file():  # e.g. MSDM's Lightning .ckpt: say why it cannot be used
             from .msdm import describe_checkpoint
 
-            raise describe_checkpoint(folder)
+            error = describe_checkpoint(folder)
+            if error is not None:
+                raise error
         root = check_folder(folder, "audio prior folder", LAYOUT, PARTS)
         unet = load_model(root / "unet", cls.unet_classes, device, torch_dtype(dtype),
                           hint=" networks (diffusers' own UNets load with the `diffusers` prior "
@@ -226,7 +230,7 @@ class AudioDiffusionPrior(DiffusersPrior):
 
 def audio_prior(path: str, device: str = "cpu", dtype: str = "float32",
                 clip: float = 1.0, segment: int = SEGMENT,
-                below_floor: str = "floor") -> AudioDiffusionPrior:
+                below_floor: str = "floor") -> AudioDiffusionPrior | AudioEDMPrior:
     """The multi-source audio diffusion prior of a checkpoint folder (a factory for plugins).
 
     :param str path: the checkpoint folder (``unet/`` and ``scheduler/``).
@@ -237,5 +241,114 @@ def audio_prior(path: str, device: str = "cpu", dtype: str = "float32",
     :param str below_floor: ``"floor"`` (default) or ``"score"``: the denoiser below the
         schedule's smallest level (see :class:`AudioDiffusionPrior`).
     """
-    return AudioDiffusionPrior.from_pretrained(path, device=device, dtype=dtype, clip=clip,
+    return load_audio_prior(path, device=device, dtype=dtype, clip=clip, segment=segment,
+                            below_floor=below_floor)
+
+
+class AudioEDMPrior(EDMPrior):
+    """A multi-source audio prior in EDM's parametrisation: pnpkit-audio's network as the
+    backbone of :class:`pnpkit_priors.edm.EDMPrecond`, a denoiser ``D(x, sigma)`` for any sigma
+    in its ``[sigma_min, sigma_max]`` (what ``pnpkit train-audio-prior --parametrisation edm``
+    writes: ``config.json`` + ``model.safetensors``).
+
+    It is a :class:`pnpkit_priors.edm.EDMPrior` (a :class:`pnpkit.priors.ContinuousDiffusionPrior`,
+    so every solver runs on it unchanged) with the music of :class:`AudioDiffusionPrior`: the
+    stems' names, the window a longer song is separated in (:attr:`fixed_shape`) and the
+    network's sample rate.
+
+    :param EDMPrecond model: the network.
+    :param str name: the prior's name in messages.
+    :param float clip: Tweedie estimates are clipped to ``[-clip, clip]`` where solvers ask.
+    :param int segment: the window, in samples, a longer signal is solved in (a multiple of
+        the network's down-sampling factor; default :data:`pnpkit_audio.SEGMENT`).
+    :param int sample_rate: the network's rate in Hz, or None.
+    :param str below_floor: ``"floor"`` (default, as :class:`AudioDiffusionPrior`) or ``"score"``.
+    """
+
+    def __init__(self, model: EDMPrecond, name: str = "audio-edm", clip: float | None = 1.0,
+                 segment: int | None = None, sample_rate: int | None = None,
+                 below_floor: str = "floor") -> None:
+        super().__init__(model, name=name, clip=clip, below_floor=below_floor)
+        f = self.length_multiple
+        segment = max(f, SEGMENT // f * f) if segment is None else segment
+        if isinstance(segment, bool) or not isinstance(segment, int) or segment <= 0 or segment % f:
+            raise ValueError(f"prior {name!r}: segment = {segment!r} must be a positive multiple "
+                             f"of {f} samples (the network's down-sampling factor); use e.g. "
+                             f"segment = {max(f, SEGMENT // f * f)}")
+        self.segment = segment
+        self.sample_rate = sample_rate
+
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """The (C, L) shape of its signals: the channel count, and ``None`` (any length)."""
+        return (self.channels, None)
+
+    @property
+    def stems(self) -> tuple[str, ...] | None:
+        """The stems' names in channel order (four-channel networks), else None."""
+        return STEMS if self.channels == len(STEMS) else None
+
+    @property
+    def fixed_shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        """``(segment,)``: the window a longer song is separated in (see :class:`AudioDiffusionPrior`)."""
+        return (self.segment,)
+
+    @property
+    def length_multiple(self) -> int:
+        """The network's total down-sampling factor (other lengths are padded and cropped back)."""
+        return int(self.model.backbone.total_factor)
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu",
+             dtype: str | torch.dtype = "float32", *, name: str | None = None,
+             clip: float | None = 1.0, segment: int | None = None,
+             below_floor: str = "floor") -> AudioEDMPrior:
+        """Load an EDM checkpoint folder (``config.json`` + ``model.safetensors``), offline.
+
+        The sample rate is read from the folder's ``card.json`` when there is one.
+        """
+        root = Path(folder)
+        model = load_edm(root, device, torch_dtype(dtype))
+        if not isinstance(model.backbone, AudioUNet1DModel):
+            raise ValueError(f"{root / 'config.json'}: the backbone is "
+                             f"{type(model.backbone).__name__}, not pnpkit-audio's "
+                             "AudioUNet1DModel; load it with [prior] name = \"edm\"")
+        return cls(model, name=name or root.resolve().name, clip=clip, segment=segment,
+                   sample_rate=_card_rate(root), below_floor=below_floor)
+
+
+def _card_rate(root: Path) -> int | None:
+    if (root / "card.json").is_file():
+        import json
+
+        rate = json.loads((root / "card.json").read_text()).get("data", {}).get("sample_rate")
+        return int(rate) if rate else None
+    return None
+
+
+def is_edm_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds an EDM checkpoint (``config.json`` naming ``EDMPrecond``)."""
+    import json
+
+    config = Path(folder) / "config.json"
+    try:
+        return bool(config.is_file() and json.loads(config.read_text()).get("_class_name")
+                    == "EDMPrecond")
+    except (OSError, ValueError):
+        return False
+
+
+def load_audio_prior(path: str | Path, device: str | torch.device = "cpu",
+                     dtype: str | torch.dtype = "float32", *, name: str | None = None,
+                     clip: float | None = 1.0, segment: int | None = None,
+                     below_floor: str = "floor") -> AudioDiffusionPrior | AudioEDMPrior:
+    """The audio prior of a folder, whichever parametrisation wrote it: ``config.json`` +
+    ``model.safetensors`` (EDM, :class:`AudioEDMPrior`) or ``unet/`` + ``scheduler/`` (DDPM,
+    :class:`AudioDiffusionPrior`). A single file (e.g. MSDM's released ``.ckpt``) is refused in
+    one line saying why (:func:`pnpkit_audio.msdm.describe_checkpoint`).
+    """
+    if is_edm_folder(path):
+        return AudioEDMPrior.load(path, device, dtype, name=name, clip=clip, segment=segment,
+                                  below_floor=below_floor)
+    return AudioDiffusionPrior.from_pretrained(path, device, dtype, name=name, clip=clip,
                                                segment=segment, below_floor=below_floor)

@@ -95,14 +95,13 @@ def test_its_tensors_alone_still_name_the_missing_architecture(tmp_path):
                         "pnpkit-audio's README, 'MSDM's released checkpoint')")
 
 
-def test_other_single_files_are_told_the_folder_layout(tmp_path):
+def test_other_single_files_are_told_to_give_a_folder(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save({"conv.weight": torch.zeros(2)}, path)
-    with pytest.raises(MSDMCheckpointError, match=r"weights.pt is a single file: a pnpkit audio "
-                                                  r"prior is a folder with unet/ .*train-audio-prior"):
-        AudioDiffusionPrior.from_pretrained(path)
+    assert describe_checkpoint(path) is None
     junk = tmp_path / "notes.txt"
     junk.write_text("not a checkpoint")
-    with pytest.raises(MSDMCheckpointError, match=r"notes.txt: torch.load\(weights_only=True\) "
-                                                  r"cannot read it \(.+\); a pnpkit audio prior"):
-        AudioDiffusionPrior.from_pretrained(junk)
+    assert describe_checkpoint(junk) is None
+    for f in (path, junk):
+        with pytest.raises(FileNotFoundError, match=r"is a file; give the checkpoint's folder"):
+            AudioDiffusionPrior.from_pretrained(f)

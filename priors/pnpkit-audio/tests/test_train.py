@@ -174,7 +174,8 @@ def test_command_line(built: Any, tmp_path: Path, capsys: pytest.CaptureFixture[
     root, _ = built
     out = tmp_path / "cli"
     argv = ["--data", str(root), "--out", str(out), "--steps", "2", "--batch-size", "2",
-            "--length", "256", "--threads", "1", "--card-segments", "2", "--card-split", "test"]
+            "--length", "256", "--threads", "1", "--card-segments", "2", "--card-split", "test",
+            "--val-segments", "0"]  # the two-piece dataset has no validation split
     assert training.main(argv) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["training"]["steps"] == 2 and card["model"]["parameters"] > 1.8e6
