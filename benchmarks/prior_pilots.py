@@ -55,7 +55,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "a4-w40": dict(unet=dict(block_out_channels=(40, 80, 120, 160), layers_per_block=1,
                              attention="none"), size=64,
                    about="4 levels, no attention, width 40"),
+    "a4-w32-edm": dict(unet=dict(block_out_channels=(32, 64, 96, 128), layers_per_block=1,
+                                 attention="none"), size=64, parametrisation="edm",
+                       about="a4-w32 as an EDM denoiser (continuous noise, Karras et al. 2022)"),
 }
+#: EDM's settings of the EDM candidates (over the trainer's EDM_DEFAULTS).
+EDM = {"sigma_data": 0.5}
 LR, WARMUP, SEED = 5e-4, 20, 0
 
 
@@ -86,9 +91,11 @@ def validation_gains(folder: Path, count: int) -> dict[str, float]:
     :param int count: validation patches (64 x 64, seed 0).
     """
     from pnpkit_priors.diffusion import DiffusersPrior
+    from pnpkit_priors.edm import EDMPrior
     from pnpkit_priors.evaluate import denoising_table
 
-    prior = DiffusersPrior.from_pretrained(folder, check_size=False)
+    prior = (EDMPrior.from_pretrained(folder) if (folder / "config.json").is_file()
+             else DiffusersPrior.from_pretrained(folder, check_size=False))
     rows = denoising_table(prior, 1, 64, count=count, levels=SIGMAS, splits=("validation",))
     return {str(r["sigma"]): round(r["psnr_out"] - r["psnr_in"], 3) for r in rows}
 
@@ -126,7 +133,8 @@ def run_pilots(out: Path, work: Path, names: list[str], steps: int, eval_every: 
     results.setdefault("pilots", {})
     results["settings"] = {"steps": steps, "eval_every": eval_every, "validation_patches": count,
                            "pixels_per_step": PIXELS_PER_STEP, "lr": LR, "warmup_steps": WARMUP,
-                           "seed": SEED, "data": DATA, "objective": "DDPM epsilon prediction",
+                           "seed": SEED, "data": DATA,
+                           "objective": "DDPM epsilon prediction; EDM for the -edm candidates",
                            "schedule": "warm-up then constant (cosine decay over 10^6 steps)"}
     for name in names:
         cand = CANDIDATES[name]
@@ -134,6 +142,9 @@ def run_pilots(out: Path, work: Path, names: list[str], steps: int, eval_every: 
         entry.update(about=cand["about"], size=cand["size"], batch_size=batch_size(name),
                      unet=unet_settings(name))
         sampler = PatchSampler("train", size=cand["size"], channels=1, **DATA)
+        param = cand.get("parametrisation", "ddpm")
+        entry["parametrisation"] = param
+        extra: dict[str, Any] = {"parametrisation": "edm", "edm": EDM} if param == "edm" else {}
         done = {p["step"] for p in entry["curve"]}
         for target in range(eval_every, steps + 1, eval_every):
             if target in done:
@@ -143,7 +154,7 @@ def run_pilots(out: Path, work: Path, names: list[str], steps: int, eval_every: 
                                batch_size=batch_size(name), lr=LR, seed=SEED,
                                save_every=eval_every, resume=True, threads=threads,
                                schedule_steps=10**6, warmup_steps=WARMUP,
-                               settings={"pilot": name, "data": DATA}, desc=name)
+                               settings={"pilot": name, "data": DATA}, desc=name, **extra)
             gains = validation_gains(work / name, count)
             entry["parameters"] = state["parameters"]
             entry["curve"].append({"step": state["step"], "seconds": state["seconds"],
@@ -317,8 +328,9 @@ whole-picture solve pays per step. MB: float32 safetensors.
 
 What limits it: the pilots are a few hundred steps, in the first minutes of training; they
 rank the candidates' early learning speed per minute, not their final quality (the shipped
-default-grey32 trained 6499 steps). DDPM only: the continuous-noise (EDM) option was not in
-the trainer when these ran.
+default-grey32 trained 6499 steps). `a4-w32-edm` is the same network trained as an EDM
+denoiser (`parametrisation = "edm"`, sigma_data 0.5, the trainer's log-normal noise levels),
+scored with the same one-step denoising (its `denoise` at sigma itself).
 """
     (out / "README.md").write_text(text)
     return table

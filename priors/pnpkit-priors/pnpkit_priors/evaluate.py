@@ -31,6 +31,8 @@ from .cards import (
 #: Noise standard deviations of the table, in pnpkit's range [-1, 1].
 NOISE_LEVELS = (0.05, 0.1, 0.2, 0.4)
 SPLITS = ("validation", "test")
+AUGMENT_TEXT = {"none": "none", "flip": "random left-right flips",
+                "dihedral": "random flips and 90-degree rotations (the 8 of the square)"}
 
 
 def psnr(x: Any, ref: Any) -> Any:
@@ -79,7 +81,8 @@ def denoising_table(prior: Any, channels: int, size: int, count: int = 64, seed:
 
 
 def write_model_card(weights_dir: str | Path, preset: str, training_state_path: str | Path | None,
-                     count: int = 64, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+                     count: int = 64, seed: int = 0, device: str = "cpu",
+                     size: int | None = None) -> dict[str, Any]:
     """Evaluate the checkpoint in ``weights_dir`` and write ``card.json`` and ``MODEL_CARD.md`` there.
 
     :param str weights_dir: the checkpoint folder (``unet/`` and ``scheduler/``).
@@ -89,26 +92,32 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
     :param int count: patches per split.
     :param int seed: seed of the patches and the noise.
     :param str device: where the network runs.
+    :param int size: the side of the evaluation patches (default: the preset's patch size; 32
+        compares a 64-pixel prior with the 32-pixel presets' figures on the same patches).
     :return: the card (what ``card.json`` holds).
     """
     from .datasets import SCALES
     from .datasets import SPLITS as DATA_SPLITS
     from .diffusion import DiffusersPrior
-    from .train import PRESETS
+    from .train import PRESETS, data_settings
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     cfg = PRESETS[preset]
     weights_dir = Path(weights_dir)
-    prior = DiffusersPrior.from_pretrained(weights_dir, device=device, name=preset)
+    eval_size = int(size or cfg["size"])
+    prior = DiffusersPrior.from_pretrained(weights_dir, device=device, name=preset,
+                                           check_size=eval_size == cfg["size"])
     start = time.perf_counter()
-    rows = denoising_table(prior, cfg["channels"], cfg["size"], count=count, seed=seed)
+    rows = denoising_table(prior, cfg["channels"], eval_size, count=count, seed=seed)
     unet_cfg = dict(prior.unet.config)
     sched_cfg = dict(prior.scheduler.config)
     training: dict[str, Any] = {}
+    data = data_settings(preset)
     if training_state_path is not None:
         state = json.loads(Path(training_state_path).read_text())
         training = training_facts(state, ("batch_size", "lr", "seed"))
+        data = {**data, **state.get("data", {})}
     card = {
         "name": f"default-{preset}",
         "preset": preset,
@@ -123,7 +132,8 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
         "schedule": schedule_facts(sched_cfg),
         "data": {
             "source": "scikit-image's bundled pictures (offline), multi-scale patches",
-            "patch_size": cfg["size"], "scales": list(SCALES),
+            "patch_size": data["size"], "scales": list(SCALES),
+            "augment": data["augment"], "dead_leaves": data["dead_leaves"],
             "splits": {k: list(v) for k, v in DATA_SPLITS.items()},
             "split_rule": "by whole picture: no held-out pixel is seen in training",
         },
@@ -131,7 +141,8 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
         "evaluation": {
             "method": "one Tweedie step (DiffusersPrior.denoise) at the timestep whose noise "
                       "level matches sigma; estimates clipped to [-1, 1]; PSNR with peak-to-peak 2",
-            "patches_per_split": count, "seed": seed, "noise_levels": list(NOISE_LEVELS),
+            "patches_per_split": count, "patch_size": eval_size, "seed": seed,
+            "noise_levels": list(NOISE_LEVELS),
             "seconds": round(time.perf_counter() - start, 1),
             "rows": rows,
         },
@@ -187,6 +198,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         f"- {data['source']}; patches of {data['patch_size']} pixels cut at scales "
         f"{', '.join(str(s) for s in data['scales'])}",
+        f"- augmentation: {AUGMENT_TEXT.get(data.get('augment', 'flip'), data.get('augment'))}; "
+        f"generated dead-leaves patches (disks, radii ~ r^-3): "
+        f"{float(data.get('dead_leaves', 0.0)):.0%} of the patches",
         f"- split {data['split_rule']}",
         f"- train: {', '.join(splits['train'])}",
         f"- validation: {', '.join(splits['validation'])}",
@@ -207,7 +221,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         "## One-step denoising on held-out patches",
         "",
-        f"{ev['patches_per_split']} fixed patches per split (seed {ev['seed']}); method: "
+        f"{ev['patches_per_split']} fixed {ev.get('patch_size', data['patch_size'])}-pixel patches "
+        f"per split (seed {ev['seed']}); method: "
         f"{ev['method']}.",
         "",
         "| split | noise std | timestep | PSNR in (dB) | PSNR out (dB) | gain (dB) |",
@@ -236,6 +251,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=64, help="patches per split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", type=int, default=None,
+                        help="side of the evaluation patches (default: the preset's; 32 gives "
+                             "the 32-pixel presets' patches)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -244,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     :param argparse.Namespace args: parsed by a parser given :func:`add_arguments`.
     """
     card = write_model_card(args.weights, args.preset, args.state, count=args.count,
-                            seed=args.seed, device=args.device)
+                            seed=args.seed, device=args.device, size=args.size)
     for r in card["evaluation"]["rows"]:
         print(f"{r['split']:<10} sigma {r['sigma']:<5} PSNR {r['psnr_in']:6.2f} -> "
               f"{r['psnr_out']:6.2f} dB")

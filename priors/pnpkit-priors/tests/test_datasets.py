@@ -62,11 +62,18 @@ def test_no_held_out_picture_enters_training(monkeypatch: pytest.MonkeyPatch) ->
     calls: list[Any] = []
     monkeypatch.setattr(train, "train_ddpm", lambda *a, **kw: calls.append((a, kw)) or {})
     for preset in ("grey64", "rgb32"):  # both channel counts, both data recipes
-        train.train(preset, Path("unused"), steps=1)
+        train.train(preset, Path("unused"), steps=1, validation_count=0)
     assert set(seen.names) == set(datasets.SPLITS["train"])
     samplers = [a[2] for a, _ in calls]
     assert all(s.split == "train" and set(s.pictures) <= set(datasets.SPLITS["train"])
                for s in samplers)
+    assert all("validation" not in kw for _, kw in calls)
+    # The progress bar's validation batch is the validation split's (coffee), not training data.
+    seen.names.clear()
+    train.train("grey64", Path("unused"), steps=1, validation_count=3)
+    assert set(seen.names) == set(datasets.SPLITS["train"]) | {"coffee"}
+    assert np.array_equal(calls[-1][1]["validation"],
+                          datasets.heldout_patches("validation", 64, 1, 3))
     # A split list that held a held-out picture is refused, not trained on.
     monkeypatch.setitem(datasets.SPLITS, "train", ("brick", "coffee"))
     with pytest.raises(ValueError, match=r"held-out pictures \['coffee'\] are in the train split"):
@@ -174,3 +181,11 @@ def test_train_prior_data_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert args[5] == (48, 48) and kw["defaults"]["sample_size"] == 48
     assert kw["settings"] == {"preset": "rgb64",
                               "data": {"size": 48, "augment": "flip", "dead_leaves": 0.5}}
+    assert kw["validation"].shape == (train.VALIDATION_COUNT, 3, 48, 48)
+    assert "parametrisation" not in kw  # rgb64 trains as a DDPM
+    calls.clear()
+    assert train.main(["--preset", "grey64", "--out", "unused", "--parametrisation", "edm",
+                       "--validation-count", "0"]) == 0
+    (args, kw), = calls
+    assert kw["parametrisation"] == "edm" and kw["edm"] == {"sigma_data": 0.5}
+    assert "validation" not in kw
