@@ -92,3 +92,12 @@ def test_time_scale_one_is_the_old_network_and_large_fits_25_mb() -> None:
     assert torch.equal(c(x, torch.tensor([160.5])).sample, a(x, t).sample)
     n = sum(p.numel() for p in AudioUNet1DModel(**LARGE_CONFIG).parameters())
     assert 5.0e6 < n and 4 * n < 25e6
+
+
+def test_ddpm_training_validates_too(tmp_path: Path) -> None:
+    val = torch.from_numpy(FakeSampler(split="validation").sample(2, np.random.default_rng(7)))
+    state = training.train(None, tmp_path / "ddpm-val", 2, batch_size=2, length=LENGTH,
+                           save_every=2, threads=1, sampler=FakeSampler(), model_config=TINY,
+                           progress=False, validation=val)
+    assert [v["step"] for v in state["validation"]] == [2]
+    assert all(np.isfinite(list(state["validation"][0]["gain_db"].values())))

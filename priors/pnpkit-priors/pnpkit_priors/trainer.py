@@ -372,7 +372,9 @@ def train_ddpm(model_cls: type, model_config: dict[str, Any] | None, sampler: An
                 else:
                     from .diffusion import DiffusersPrior
 
-                    val_prior = DiffusersPrior(model, scheduler, name=desc, check_size=False)
+                    # dims: the signals' spatial rank (a 1-D network's are (B, C, L)).
+                    prior_cls = type("ValidationPrior", (DiffusersPrior,), {"dims": len(spatial)})
+                    val_prior = prior_cls(model, scheduler, name=desc, check_size=False)
             ema.store(params)
             ema.copy_to(params)
             model.eval()
