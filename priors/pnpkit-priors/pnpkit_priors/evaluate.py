@@ -106,30 +106,41 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
     cfg = PRESETS[preset]
     weights_dir = Path(weights_dir)
     eval_size = int(size or cfg["size"])
-    prior = DiffusersPrior.from_pretrained(weights_dir, device=device, name=preset,
-                                           check_size=eval_size == cfg["size"])
+    edm = (weights_dir / "config.json").is_file()  # an EDM denoiser (parametrisation "edm")
+    if edm:
+        from .edm import EDMPrior
+
+        prior: Any = EDMPrior.from_pretrained(weights_dir, device=device, name=preset)
+    else:
+        prior = DiffusersPrior.from_pretrained(weights_dir, device=device, name=preset,
+                                               check_size=eval_size == cfg["size"])
     start = time.perf_counter()
     rows = denoising_table(prior, cfg["channels"], eval_size, count=count, seed=seed)
-    unet_cfg = dict(prior.unet.config)
-    sched_cfg = dict(prior.scheduler.config)
+    network = prior.model.backbone if edm else prior.unet
+    unet_cfg = dict(network.config)
+    schedule = ({"_class_name": "EDMPrecond", "sigma_data": prior.sigma_data,
+                 "sigma_min": prior.sigma_min, "sigma_max": prior.sigma_max} if edm
+                else schedule_facts(dict(prior.scheduler.config)))
     training: dict[str, Any] = {}
     data = data_settings(preset)
     if training_state_path is not None:
         state = json.loads(Path(training_state_path).read_text())
         training = training_facts(state, ("batch_size", "lr", "seed"))
+        if edm:
+            training["objective"] = state.get("objective", training["objective"])
         data = {**data, **state.get("data", {})}
     card = {
         "name": f"default-{preset}",
         "preset": preset,
         "architecture": {
-            "class": unet_cfg.get("_class_name", type(prior.unet).__name__),
+            "class": unet_cfg.get("_class_name", type(network).__name__),
             "channels": unet_cfg.get("in_channels"), "sample_size": unet_cfg.get("sample_size"),
             "block_out_channels": list(unet_cfg.get("block_out_channels", [])),
             "layers_per_block": unet_cfg.get("layers_per_block"),
             "down_block_types": list(unet_cfg.get("down_block_types", [])),
             "parameters": prior.num_parameters,
         },
-        "schedule": schedule_facts(sched_cfg),
+        "schedule": schedule,
         "data": {
             "source": "scikit-image's bundled pictures (offline), multi-scale patches",
             "patch_size": data["size"], "scales": list(SCALES),
@@ -176,19 +187,22 @@ def render_markdown(card: dict[str, Any]) -> str:
     arch, sched, data, train, ev = (card["architecture"], card["schedule"], card["data"],
                                     card["training"], card["evaluation"])
     splits = data["splits"]
+    is_edm = sched["_class_name"] == "EDMPrecond"
     lines = [
         f"# Model card: `{card['name']}`",
         "",
-        f"A small pixel-space DDPM prior for {arch['channels']} x {arch['sample_size']} x "
-        f"{arch['sample_size']} patches in [-1, 1], loaded by pnpkit as prior "
-        f"`{card['name']}` (a `DiffusersPrior`).",
+        f"A small pixel-space {'EDM' if is_edm else 'DDPM'} prior for {arch['channels']} x "
+        f"{arch['sample_size']} x {arch['sample_size']} patches in [-1, 1], loaded by pnpkit as "
+        f"prior `{card['name']}` (a `{'EDMPrior' if is_edm else 'DiffusersPrior'}`).",
         "",
         "## Model",
         "",
         f"- diffusers `{arch['class']}`, {arch['parameters']:,} parameters, block channels "
         f"{arch['block_out_channels']}, {arch['layers_per_block']} layer(s) per block, "
         f"blocks {', '.join(arch['down_block_types'])}",
-        schedule_line(sched),
+        (f"- EDM preconditioning (Karras et al. 2022): a denoiser D(x, sigma) for sigma in "
+         f"[{sched['sigma_min']:g}, {sched['sigma_max']:g}], sigma_data {sched['sigma_data']:g}; "
+         "prior `edm`" if is_edm else schedule_line(sched)),
         "",
         "## Sizes",
         "",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pnpkit_priors import datasets, deadleaves, train
+from pnpkit_priors import datasets, deadleaves, evaluate, train
 
 HELD_OUT = {"coffee", "camera", "astronaut"}
 
@@ -161,9 +161,19 @@ def test_grey64_trains_resumes_exactly_and_keeps_its_data(tmp_path: Path) -> Non
     assert straight["data"] == {"size": 16, "augment": "dihedral", "dead_leaves": 0.25}
     from safetensors.torch import load_file
 
-    a = load_file(str(tmp_path / "a" / "unet" / "diffusion_pytorch_model.safetensors"))
-    b = load_file(str(tmp_path / "b" / "unet" / "diffusion_pytorch_model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight["parametrisation"] == "edm"  # an EDM denoiser, loaded with prior 'edm'
+    a = load_file(str(tmp_path / "a" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert evaluate.main(["--preset", "grey64", "--weights", str(tmp_path / "b"), "--state",
+                          str(tmp_path / "b" / "training_state.json"), "--count", "2",
+                          "--size", "32"]) == 0
+    card = json.loads((tmp_path / "b" / "card.json").read_text())
+    assert card["schedule"]["_class_name"] == "EDMPrecond"
+    assert card["evaluation"]["patch_size"] == 32 and len(card["evaluation"]["rows"]) == 8
+    assert card["data"]["dead_leaves"] == 0.25 and card["data"]["patch_size"] == 16
+    text = (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    assert "EDM preconditioning" in text and "25% of the patches" in text
     with pytest.raises(ValueError, match=r"cannot resume .* with other settings: data="):
         train.train("grey64", tmp_path / "a", steps=3, resume=True, **{**kw, "dead_leaves": 0.5})
 
@@ -182,10 +192,9 @@ def test_train_prior_data_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kw["settings"] == {"preset": "rgb64",
                               "data": {"size": 48, "augment": "flip", "dead_leaves": 0.5}}
     assert kw["validation"].shape == (train.VALIDATION_COUNT, 3, 48, 48)
-    assert "parametrisation" not in kw  # rgb64 trains as a DDPM
+    assert kw["parametrisation"] == "edm" and kw["edm"] == {"sigma_data": 0.5}
     calls.clear()
-    assert train.main(["--preset", "grey64", "--out", "unused", "--parametrisation", "edm",
+    assert train.main(["--preset", "grey64", "--out", "unused", "--parametrisation", "ddpm",
                        "--validation-count", "0"]) == 0
     (args, kw), = calls
-    assert kw["parametrisation"] == "edm" and kw["edm"] == {"sigma_data": 0.5}
-    assert "validation" not in kw
+    assert "parametrisation" not in kw and "validation" not in kw
