@@ -306,6 +306,9 @@ def report(out: Path) -> str:
     fig.savefig(out / "gain_vs_minutes.png", dpi=90)
     plt.close(fig)
     table = "\n".join(lines)
+    calls = {n: c["call_s"] for n, c in timing.get("candidates", {}).items() if c.get("call_s")}
+    cheaper = (f"{calls['grey32-attn'] / calls['a4-w32-edm']:.1f}x cheaper"
+               if {"grey32-attn", "a4-w32-edm"} <= set(calls) else "cheaper (--timing-only measures it)")
     source = (f"the timing run ({timing['threads']} thread(s), {timing['measured']}, alone on the "
               "machine as asked)" if timing else "the pilot runs themselves (* : shared CPU, "
               "one thread; `--timing-only` alone on the machine replaces them)")
@@ -327,10 +330,14 @@ whole-picture solve pays per step. MB: float32 safetensors.
 ![gain vs training minutes](gain_vs_minutes.png)
 
 Chosen for `grey64` / `rgb64`: `a4-w32` as an EDM denoiser. Per step the attention-free
-4-level network learns as fast as today's configuration (within 0.1-0.2 dB) at fewer seconds
-per step, and its whole-picture call avoids global attention; width 40 is no better at these
-steps and slower; EDM gains about 0.5 dB more at the small noise levels (0.05, 0.1), as much at
-0.2 and 0.4 dB less at 0.4.
+4-level network learns as fast as today's configuration (within 0.1-0.2 dB); per minute of
+training today's is a little ahead in these first 100 steps (its step of the same pixels is
+cheaper: 32 x 32 patches, attention over 64 tokens only), but what decided is the picture the
+prior is for: the attention-free network's call on a whole 512 x 512 picture is {cheaper}
+(global attention over 128 x 128 tokens is most of today's), and every whole-picture solve pays
+that per step, where the training is paid once. Width 40 is no better at these steps and
+slower; EDM gains about 0.5 dB more at the small noise levels (0.05, 0.1), as much at 0.2 and
+0.4 dB less at 0.4.
 
 What limits it: the pilots are a few hundred steps, in the first minutes of training; they
 rank the candidates' early learning speed per minute, not their final quality (the shipped

@@ -60,8 +60,8 @@ def register_commands(cli: Any) -> None:
     """``pnpkit train-prior`` and ``pnpkit prior-card``."""
     from . import evaluate, train
 
-    parser = cli.command("train-prior", help="train one of the project's own DDPM priors, offline",
-                         run=train.run)
+    parser = cli.command("train-prior", run=train.run,
+                         help="train one of the project's own diffusion priors (DDPM or EDM), offline")
     train.add_arguments(parser)
     parser = cli.command("prior-card", help="evaluate a trained prior and write its model card",
                          run=evaluate.run)

@@ -1,4 +1,4 @@
-"""Train the project's own small pixel-space DDPM priors, reproducibly and offline.
+"""Train the project's own small pixel-space diffusion priors (DDPM or EDM), reproducibly and offline.
 
 ``pnpkit train-prior --preset grey32 --out DIR`` (or ``python -m pnpkit_priors.train``)
 trains a diffusers ``UNet2DModel`` with epsilon prediction on the 1000-step linear schedule
