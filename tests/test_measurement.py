@@ -68,12 +68,17 @@ def test_the_measurement_and_reference_keys_validate():
     for data, message in cases:
         with pytest.raises(cfgmod.ConfigError, match=message):
             cfgmod.validate({**base, "data": data})
-    for prior, message in [({"tile": 0}, "tile must be a whole number"),
-                           ({"tile": 64, "overlap": 1.5}, "overlap must be a whole number"),
+    for prior, message in [({"tile": 0}, r"tile = 0 is too small; use tile >= 8"),
+                           ({"tile": "64"}, r"tile must be a whole number, got '64'"),
+                           ({"tile": 64, "overlap": 1.5}, r"overlap = 1\.5 must be a whole number from 0"),
+                           ({"tile": 16, "overlap": 16}, r"overlap = 16 must be a whole number from 0 to "
+                                                         r"tile - 1 = 15"),
                            ({"overlap": 8}, "overlap goes with tile")]:
         with pytest.raises(cfgmod.ConfigError, match=message):
             cfgmod.validate({**base, "data": {"measurement": "y.png"},
                              "prior": {"name": "x", **prior}})
+    for prior in ({"tile": 8}, {"tile": 16, "overlap": 15}, {"tile": 64, "overlap": 0}):
+        cfgmod.validate({**base, "data": {"measurement": "y.png"}, "prior": {"name": "x", **prior}})
 
 
 def test_a_16x24_sr4_measurement_gives_a_64x96_reconstruction_at_full_size(plugins, tmp_path):

@@ -229,12 +229,15 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfi
         raise ConfigError("[data] overlap (the cross-fade between audio windows) goes with "
                           "measurement = \"song.wav\"; remove it")
     prior = raw["prior"]
-    for key in ("tile", "overlap"):
-        value = prior.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (
-                1 if key == "tile" else 0)):
-            raise ConfigError(f"[prior] {key} must be a whole number of pixels (e.g. tile = 64, "
-                              f"overlap = 16); got {value!r}")
+    if prior.get("tile") is not None:
+        from .tiling import check_tile  # the one check of the tiling settings (the pipeline's too)
+
+        tile = prior["tile"]
+        given = prior.get("overlap")
+        try:
+            check_tile(tile, tile // 4 if given is None and isinstance(tile, int) else given)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if "overlap" in prior and "tile" not in prior:
         raise ConfigError("[prior] overlap goes with tile = N (the tile size in pixels); add tile")
     if "dataset" not in data:
