@@ -141,20 +141,51 @@ class SuperResolution(Downsampling):
         x = _fold_circular(padded, (top, bottom), (left, right), (height, width))
         return x.reshape(b, c, height, width)
 
-    def gram(self) -> Tensor:
+    def gram(self, dtype: torch.dtype | None = None) -> Tensor:
         r"""
         The Fourier multiplier of :math:`A A^{\top}` on the low-resolution grid (circular padding).
 
         The mean of :math:`|\hat h|^2` over the ``factor**2`` frequencies of the image grid
-        that alias to each low-resolution frequency, computed in the filter's precision.
+        that alias to each low-resolution frequency, computed in the filter's precision (or in
+        ``dtype``: the filter's values cast to it, as :meth:`A` casts them to its input's).
 
+        :param dtype: the precision to compute in (default: the filter's).
         :return: (:class:`torch.Tensor`) real tensor ``(1, 1 or C, H / factor, W / factor)``;
             without a filter :math:`A A^{\top} = I` and this is not needed.
         """
         _, height, width = self.imsize
         h, w = height // self.factor, width // self.factor
-        fh2 = filter_fft(self.filter, self.imsize, real_fft=False).abs().square()
+        kernel = self.filter if dtype is None else self.filter.to(dtype)
+        fh2 = filter_fft(kernel, self.imsize, real_fft=False).abs().square()
         return fh2.reshape(*fh2.shape[:-2], self.factor, h, self.factor, w).mean(dim=(-4, -2))
+
+    def spectrum(self, dtype: torch.dtype = torch.float64) -> Tensor | None:
+        r"""
+        The singular values of :math:`A` per low-resolution frequency (circular padding).
+
+        With circular padding :math:`A A^{\top} = F^{H} \operatorname{diag}(s^2) F`, with
+        :math:`F` the orthonormal 2-D DFT of the low-resolution grid and :math:`s^2` the
+        multiplier :meth:`gram`: the SVD :math:`A = U \operatorname{diag}(s) V^{\top}` has the
+        low-resolution Fourier modes as left singular vectors and :math:`V = A^{\top} U
+        \operatorname{diag}(1 / s)` on the row space, at any image size without forming a
+        matrix (pnpkit-projdiff's ``FFTSpectral`` uses it). The filter is real, so
+        :math:`s` is symmetric in :math:`\pm` frequency.
+
+        :param dtype: the precision (float64 by default).
+        :return: (:class:`torch.Tensor` or None) real ``(1, 1 or C, H / factor, W / factor)``:
+            :math:`\sqrt{\text{gram}}`, ones without a filter; None for other paddings (then
+            :math:`A A^{\top}` is no Fourier multiplier), for per-image filters, and for a
+            filter larger than the image.
+        """
+        if self.padding != "circular":
+            return None
+        _, height, width = self.imsize
+        h, w = height // self.factor, width // self.factor
+        if self.filter is None:
+            return torch.ones(1, 1, h, w, dtype=dtype)
+        if self.filter.shape[0] != 1 or self.filter.shape[-2] > height or self.filter.shape[-1] > width:
+            return None
+        return self.gram(dtype).clamp_min(0).sqrt()
 
     def A_dagger(self, y: Tensor, **kwargs: Any) -> Tensor:
         r"""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["DecomposableSpectral", "ProjDiff", "Spectral", "ddpm_timesteps", "decomposable",
-           "equivalent_noise_std", "karras_sigmas", "range_gain", "spectral_of", "truncated_projection"]
+__all__ = ["DecomposableSpectral", "FFTSpectral", "ProjDiff", "Spectral", "ddpm_timesteps", "decomposable",
+           "equivalent_noise_std", "fourier", "karras_sigmas", "range_gain", "spectral_of",
+           "truncated_projection"]
 
 
 def __getattr__(name: str) -> Any:

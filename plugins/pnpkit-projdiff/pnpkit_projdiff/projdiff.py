@@ -15,9 +15,9 @@ from pnpkit.operators import Operator
 from pnpkit.priors import Prior, karras_sigmas, randn_like
 from pnpkit.solvers import IterativeSolver, SolveContext, check_choice
 
-__all__ = ["DecomposableSpectral", "ProjDiff", "Spectral", "ddpm_timesteps", "decomposable",
-           "equivalent_noise_std", "karras_sigmas", "range_gain", "spectral_of",
-           "truncated_projection"]  # karras_sigmas: re-exported from the core
+__all__ = ["DecomposableSpectral", "FFTSpectral", "ProjDiff", "Spectral", "ddpm_timesteps",
+           "decomposable", "equivalent_noise_std", "fourier", "karras_sigmas", "range_gain",
+           "spectral_of", "truncated_projection"]  # karras_sigmas: re-exported from the core
 
 #: A A^T counts as c I on the range of A when it is within this relative distance of it.
 PROPORTIONAL = 1e-3
@@ -180,13 +180,120 @@ class DecomposableSpectral:
         return out.reshape(c.shape[0], *self.shape).to(self.dtype)
 
 
+def fourier(operator: Any) -> bool:
+    """Whether ``operator``'s ``A A^T`` is a Fourier multiplier on its output grid: its
+    ``spectrum()`` (the singular values per frequency of the orthonormal 2-D DFT of the
+    output's last two axes) is a tensor. ``super-resolution`` with circular padding (its
+    default); None for other paddings."""
+    spectrum = getattr(operator, "spectrum", None)
+    return callable(spectrum) and isinstance(spectrum(), Tensor)
+
+
+def _hermitian(s: Tensor) -> Tensor:
+    """``(s(k) + s(-k)) / 2`` on the last two axes (frequency k and -k modulo the grid)."""
+    mirror = torch.roll(torch.flip(s, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+    return 0.5 * (s + mirror)
+
+
+class FFTSpectral:
+    """:class:`Spectral`'s interface for an operator whose ``A A^T`` is a Fourier multiplier
+    (:func:`fourier`): exact, at any size, without a matrix.
+
+    With ``F`` the orthonormal 2-D DFT of the output grid and ``s`` the operator's
+    ``spectrum()`` (``A A^T = F^H diag(s^2) F``), the SVD ``A = U diag(s) V^T`` has ``U = F^H``
+    and, on the row space, ``V_r^T x = (F A x) / s`` and ``V_r c = A^T F^H (c / s)``. The
+    coordinates are those on the kept singular values (``s`` over ``threshold`` times the
+    largest), complex with Hermitian symmetry (``s`` is symmetric in +/- frequency for a real
+    filter, so every operation of the svd scheme keeps it and ``V_r c`` is real), followed by
+    the rest of the signal as it is: the complement ``x - V_r V_r^T x`` (the null space and
+    the cut singular values, level 0 in both schemes), one entry per signal entry. Flat
+    ``(B, m + n)`` complex128 tensors: ``s``, ``kept`` and ``ybar`` are 0 (False) on the
+    complement and on the cut frequencies, whose coordinates are 0 (they live in the
+    complement). The scheme's noise is drawn in signal space and mapped by :meth:`vt`, so
+    it is standard normal in these coordinates as in :class:`Spectral`'s.
+
+    :param operator: the operator (its ``A``, ``A_adjoint`` and ``spectrum()``).
+    :param like: a signal-shaped tensor (B, *shape).
+    :param y: the measurements (B, ...).
+    :param float threshold: relative cut-off of the singular values.
+    """
+
+    def __init__(self, operator: Any, like: Tensor, y: Tensor, threshold: float) -> None:
+        self.operator = operator
+        self.shape = tuple(like.shape[1:])
+        self.dtype, self.device = like.dtype, like.device
+        with torch.no_grad():
+            out = tuple(operator.A(torch.zeros_like(like[:1], dtype=torch.float64)).shape[1:])
+        s = operator.spectrum(torch.float64)
+        name = type(operator).__name__
+        if s is None or len(out) < 2 or tuple(s.shape[-2:]) != out[-2:]:
+            raise ValueError(f"projdiff: {name}'s spectrum() is "
+                             f"{None if s is None else tuple(s.shape)} and its output {out}: the "
+                             "singular values must be given per frequency of the output's last "
+                             "two axes (build the operator for this signal size)")
+        self.out = out
+        s = _hermitian(s.to(device=like.device, dtype=torch.float64)).expand(1, *out)
+        self.scale = s  # the singular values, the coordinates' scale
+        self.keep = s > threshold * float(s.max()) if threshold > 0 else s > 0
+        self.m = s.numel()
+        cut = torch.where(self.keep, s, torch.zeros_like(s)).reshape(-1)
+        self.s = torch.cat([cut, torch.zeros(like[0].numel(), dtype=torch.float64, device=like.device)])
+        self.kept = self.s > 0
+        with torch.no_grad():
+            ybar = self._range_of(y.to(torch.float64), measured=True)
+        rest = torch.zeros(y.shape[0], like[0].numel(), dtype=ybar.dtype, device=like.device)
+        self.ybar = torch.cat([ybar.reshape(y.shape[0], -1), rest], dim=1)
+
+    def _range_of(self, z: Tensor, measured: bool = False) -> Tensor:
+        """``(F A x) / s`` on the kept frequencies, 0 elsewhere (``F z / s`` for a measurement)."""
+        fz = torch.fft.fft2(z if measured else self.operator.A(z), norm="ortho")
+        return torch.where(self.keep, fz / self.scale.clamp_min(1e-300), torch.zeros_like(fz))
+
+    def _signal_of(self, r: Tensor) -> Tensor:
+        """``V_r r = A^T F^H (r / s)`` (real: ``r`` is Hermitian-symmetric)."""
+        z = torch.fft.ifft2(torch.where(self.keep, r / self.scale.clamp_min(1e-300),
+                                        torch.zeros_like(r)), norm="ortho").real
+        return self.operator.A_adjoint(z)
+
+    def vt(self, x: Tensor) -> Tensor:
+        """``V^T x`` per item: the kept coordinates, then the complement; (B, m + n) complex128."""
+        b = x.shape[0]
+        x = x.to(torch.float64)
+        with torch.no_grad():
+            r = self._range_of(x)
+            rest = x - self._signal_of(r)
+        return torch.cat([r.reshape(b, -1), rest.reshape(b, -1).to(r.dtype)], dim=1)
+
+    def v(self, c: Tensor) -> Tensor:
+        """``V c`` per item, shaped and typed like the signal (the complement part projected
+        onto the complement again, so any ``c`` maps as ``V`` would)."""
+        b = c.shape[0]
+        r = c[:, : self.m].reshape(b, *self.out)
+        rest = c[:, self.m:].real.reshape(b, *self.shape)
+        with torch.no_grad():
+            rest = rest - self._signal_of(self._range_of(rest))
+            return (self._signal_of(r) + rest).to(self.dtype)
+
+
 def spectral_of(operator: Any, like: Tensor, y: Tensor,
-                threshold: float) -> Spectral | DecomposableSpectral:
+                threshold: float) -> Spectral | DecomposableSpectral | FFTSpectral:
     """The truncated SVD of a linear operator: its own (:class:`DecomposableSpectral`) when it
-    has one (:func:`decomposable`), else computed densely (:class:`Spectral`)."""
+    has one (:func:`decomposable`), the Fourier one (:class:`FFTSpectral`) where ``A A^T`` is a
+    Fourier multiplier (:func:`fourier`), else computed densely (:class:`Spectral`)."""
     if decomposable(operator):
         return DecomposableSpectral(operator, like, y, threshold)
+    if fourier(operator):
+        return FFTSpectral(operator, like, y, threshold)
     return Spectral(operator, like, y, threshold)
+
+
+def _beyond_hint(operator: Any) -> str:
+    """What makes the SVD exact for a signal beyond ``svd_max_entries``."""
+    padding = getattr(operator, "padding", None)
+    if callable(getattr(operator, "spectrum", None)) and padding not in (None, "circular"):
+        return (f"set the operator's padding = \"circular\" (padding {padding!r} makes A A^T no "
+                "Fourier multiplier; circular gives the exact SVD at any size)")
+    return "raise svd_max_entries"
 
 
 @dataclass(kw_only=True)
@@ -371,17 +478,17 @@ class ProjDiff(IterativeSolver):
         if self.noisy_scheme == "auto" and deviation < PROPORTIONAL:
             return "scalar"
         n = x[0].numel()
-        if n <= int(self.svd_max_entries) or decomposable(op):
+        if n <= int(self.svd_max_entries) or decomposable(op) or fourier(op):
             return "svd"
+        hint = _beyond_hint(op)
         if self.noisy_scheme == "svd":
             raise ValueError(f"projdiff: noisy_scheme 'svd' computes the SVD of {name} densely, for "
                              f"signals of at most svd_max_entries = {self.svd_max_entries} entries, "
-                             f"and this one has {n}; raise svd_max_entries or set noisy_scheme = "
-                             "'scalar'")
+                             f"and this one has {n}; {hint} or set noisy_scheme = 'scalar'")
         warnings.warn(f"projdiff: A A^T of {name} is not proportional to I, where the authors use "
                       f"one noise level per singular value, but a signal of {n} entries is beyond "
                       f"svd_max_entries = {self.svd_max_entries}: one level for all is used "
-                      "(noisy_scheme = 'scalar'); raise svd_max_entries for the authors' scheme",
+                      f"(noisy_scheme = 'scalar'); {hint} for the authors' scheme",
                       stacklevel=2)
         return "scalar"
 
@@ -409,7 +516,7 @@ class ProjDiff(IterativeSolver):
             per = torch.where(spectral.kept, sigma_y / spectral.s.clamp_min(1e-300),
                               torch.zeros_like(spectral.s))
             c0 = spectral.vt(x0)
-            state.update(spectral=spectral, sigma_eq=per, obs=c0 + per * ctx.randn_like(c0))
+            state.update(spectral=spectral, sigma_eq=per, obs=c0 + per * spectral.vt(ctx.randn_like(x0)))
         return state
 
     def step(self, ctx: SolveContext, state: dict[str, Any], k: int) -> dict[str, Any]:
@@ -447,13 +554,13 @@ class ProjDiff(IterativeSolver):
         if deviation < PROPORTIONAL:
             return None
         n = x[0].numel()
-        if n > int(self.svd_max_entries) and not decomposable(op):
+        if n > int(self.svd_max_entries) and not decomposable(op) and not fourier(op):
             warnings.warn(f"projdiff: the authors' pseudo-inverse drops singular values under "
                           f"svd_threshold = {self.svd_threshold:g} of the largest, but the SVD of "
                           f"{type(op).__name__} is computed densely for signals of at most "
                           f"svd_max_entries = {self.svd_max_entries} entries and this one has {n}: "
-                          "the operator's projection is used (projection = 'operator'); raise "
-                          "svd_max_entries for the authors' projection", stacklevel=3)
+                          "the operator's projection is used (projection = 'operator'); "
+                          f"{_beyond_hint(op)} for the authors' projection", stacklevel=3)
             return None
         return spectral_of(op, x, y, float(self.svd_threshold))
 
@@ -471,11 +578,13 @@ class ProjDiff(IterativeSolver):
         spectral, per = state["spectral"], state["sigma_eq"]
         c0 = spectral.vt(x0)
         above = per <= sigma  # the null space (level 0) always
-        ct = torch.where(above, obs + (sigma**2 - per**2).clamp_min(0).sqrt() * ctx.randn_like(obs),
+        # noise drawn in signal space and rotated: N(0, I) in any of the spectral forms' coordinates
+        noise = spectral.vt(ctx.randn_like(x0))
+        ct = torch.where(above, obs + (sigma**2 - per**2).clamp_min(0).sqrt() * noise,
                          c0 + sigma * (obs - c0) / per.clamp_min(1e-300))
         cn = spectral.vt(self.denoised(ctx, spectral.v(ct), sigma, t))
         c0 = torch.where(above, cn, c0 + self.eta * (cn - c0))
-        obs = torch.where(above, cn + per * ctx.randn_like(cn), obs)
+        obs = torch.where(above, cn + per * spectral.vt(ctx.randn_like(x0)), obs)
         obs = torch.where(spectral.kept, spectral.ybar, obs)
         return spectral.v(c0), obs
 
@@ -484,7 +593,7 @@ class ProjDiff(IterativeSolver):
         return ops.project(ctx.operator, x, ctx.y)
 
 
-def truncated_projection(svd: Spectral | DecomposableSpectral, x: Tensor) -> Tensor:
+def truncated_projection(svd: Spectral | DecomposableSpectral | FFTSpectral, x: Tensor) -> Tensor:
     """``x + A^+_tau (y - A x) = x + V (kept * (ybar - V^T x))``: the coordinates on the kept
     singular values set to the pseudo-inverse's ``(U^T y)_i / s_i``, the others (null space and
     the cut singular values) left as they are."""

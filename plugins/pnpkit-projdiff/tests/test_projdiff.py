@@ -227,21 +227,23 @@ def authors_svd_loop(prior, op, y, ts, sigma_y, eta, threshold, g):
     def a(t):
         return float(prior.alphas_cumprod[t])
 
+    def randn():  # in signal space, then V^T: standard normal in the coordinates too
+        return vt(torch.randn(1, 1, n, generator=g, dtype=torch.float64))
+
     x_T = math.sqrt(1 - a(ts[0])) * torch.randn(1, 1, n, generator=g, dtype=torch.float64)
     x0 = prior.x0(x_T, ts[0])
-    c_obs = a_obs.sqrt() * vt(x0) + (1 - a_obs).sqrt() * torch.randn(1, n, generator=g, dtype=torch.float64)
+    c_obs = a_obs.sqrt() * vt(x0) + (1 - a_obs).sqrt() * randn()
     for t in ts:
         at = a(t)
         c0 = vt(x0)
         large = a_obs >= at
-        noise = torch.randn(1, n, generator=g, dtype=torch.float64)
+        noise = randn()
         ct = torch.where(large, (at / a_obs).sqrt() * c_obs + (1 - at / a_obs).clamp_min(0).sqrt() * noise,
                          math.sqrt(at) * c0 + math.sqrt(1 - at) * (c_obs - c0 * a_obs.sqrt())
                          / (1 - a_obs).clamp_min(1e-300).sqrt())
         x0_new = prior.x0(vv(ct), t)
         cn = vt(x0_new)
-        c_obs_new = a_obs.sqrt() * cn + (1 - a_obs).sqrt() * torch.randn(1, n, generator=g,
-                                                                        dtype=torch.float64)
+        c_obs_new = a_obs.sqrt() * cn + (1 - a_obs).sqrt() * randn()
         c_obs_new = torch.where(large, c_obs_new, c_obs)
         x0 = vv(torch.where(large, cn, c0))
         x0 = x0 + eta * (x0_new - x0)
