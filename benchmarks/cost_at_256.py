@@ -84,12 +84,14 @@ PAPER_GPU_SECONDS = {"dps": 387.0, "dcdp-v1": 28.7, "dcdp-v2": 2.14}
 
 
 class NetworkTimer:
-    """Times every call of ``prior.network`` while installed, its backward pass included.
+    """Times every call of ``prior.network`` while installed, its backward pass included
+    (``cost_vs_size.py`` times its solves with it too).
 
-    Forward: the call itself, as ``cost_vs_size.NetworkTimer``. Backward (DPS differentiates
-    through the network): identity marks on the network's input and output record when the
-    gradient reaches the output and when it leaves through the input; the time between is
-    the network's backward pass. The bound method is restored on exit.
+    Forward: the call itself. Backward (DPS differentiates through the network): identity
+    marks on the network's input and output record when the gradient reaches the output and
+    when it leaves through the input; the time between is the network's backward pass. The
+    bound method is shadowed by an instance attribute that times it and restored on exit, so
+    the prior is unchanged afterwards.
 
     >>> import torch
     >>> class P:

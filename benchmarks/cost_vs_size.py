@@ -23,11 +23,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:  # loaded from its path (the tests): cost_at_256 stands next to it
+    sys.path.insert(0, str(ROOT))
+
+from cost_at_256 import NetworkTimer  # noqa: E402  (forward and backward passes of the network)
+
 #: label -> (registered solver, settings): the image sweep's SR x4 settings.
 SOLVERS: dict[str, tuple[str, dict[str, Any]]] = {
     "dcdp-v2": ("dcdp", {"preset": "sr4", "purification": "tweedie"}),
@@ -37,45 +43,6 @@ NAMES = {"dcdp-v2": "DCDP V2", "projdiff": "ProjDiff"}
 SIZES = (128, 256, 512)
 #: The issue's target: outside-the-network time at most this share of a DCDP V2 solve at 512.
 TARGET = 0.30
-
-
-class NetworkTimer:
-    """Times every call of ``prior.network`` (the noise-prediction network) while installed.
-
-    The bound method is shadowed by an instance attribute that times it, and restored on
-    exit, so the prior is unchanged afterwards.
-
-    >>> class P:
-    ...     def network(self, x, t):
-    ...         return x
-    >>> p = P()
-    >>> with NetworkTimer(p) as timer:
-    ...     _ = p.network(1, 0); _ = p.network(2, 0)
-    >>> timer.calls, "network" in vars(p)
-    (2, False)
-    """
-
-    def __init__(self, prior: Any) -> None:
-        self.prior = prior
-        self.seconds = 0.0
-        self.calls = 0
-
-    def __enter__(self) -> NetworkTimer:
-        inner = self.prior.network
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - start
-                self.calls += 1
-
-        self.prior.network = timed
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        del self.prior.network
 
 
 def measure_one(label: str, size: int, prior: Any, iterations: int | None = None) -> dict[str, Any]:
