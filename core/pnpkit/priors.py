@@ -58,6 +58,20 @@ class Prior:
                              f"the weights' dtype), got {self.precision!r}")
         return torch.autocast(x.device.type, dtype=PRECISIONS[self.precision])
 
+    def at_precision(self, fn: Callable[..., Tensor], x: Tensor, *args: Any) -> Tensor:
+        """``fn(x, *args)`` under :meth:`autocast`, its output in ``x``'s dtype: a network call
+        at the prior's :attr:`precision` (``None``: ``fn(x, *args)`` itself, untouched).
+
+        >>> p = Prior(); p.precision = "bf16"
+        >>> p.at_precision(lambda x, w: x @ w, torch.ones(2, 2), torch.ones(2, 2)).dtype
+        torch.float32
+        """
+        if self.precision is None:
+            return fn(x, *args)
+        with self.autocast(x):
+            out = fn(x, *args)
+        return out.to(x.dtype)
+
     @property
     def fixed_shape(self) -> tuple[int, ...] | None:
         """The spatial shape the prior's network must run at, or ``None`` when it runs at any size.
@@ -177,11 +191,7 @@ class DiffusionPrior(Prior):
     def run_network(self, x_t: Tensor, t: Tensor) -> Tensor:
         """:meth:`network` under :meth:`autocast` (the prior's :attr:`precision`), its output in
         ``x_t``'s dtype: where every network call of a diffusion prior goes."""
-        if self.precision is None:
-            return self.network(x_t, t)
-        with self.autocast(x_t):
-            out = self.network(x_t, t)
-        return out.to(x_t.dtype)
+        return self.at_precision(self.network, x_t, t)
 
     # -- schedule --------------------------------------------------------------------------------
     @property
@@ -491,11 +501,7 @@ class ContinuousDiffusionPrior(DiffusionPrior):
     def run_denoiser(self, x: Tensor, sigma: Tensor) -> Tensor:
         """:meth:`denoiser` under :meth:`autocast` (the prior's :attr:`precision`), its output in
         ``x``'s dtype: where every network call of a continuous prior goes."""
-        if self.precision is None:
-            return self.denoiser(x, sigma)
-        with self.autocast(x):
-            out = self.denoiser(x, sigma)
-        return out.to(x.dtype)
+        return self.at_precision(self.denoiser, x, sigma)
 
     # -- D at any level, with the rules outside the range ------------------------------------
     def _per_item(self, sigma: float | Tensor, x: Tensor) -> Tensor:

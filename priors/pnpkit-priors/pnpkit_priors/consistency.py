@@ -123,8 +123,7 @@ class ConsistencyPrior(DenoiserPrior):
         self.nfe += 1
         self.net.check(x_t)
         self.check_memory(tuple(x_t.shape))
-        with self.autocast(x_t):  # the prior's precision (none: the weights' dtype)
-            out = self.net(view(c_in) * x_t, t).to(x_t.dtype)
+        out = self.at_precision(self.net, view(c_in) * x_t, t)  # the prior's precision
         x0 = view(c_skip) * x_t + view(c_out) * out
         return x0.clamp(-1, 1) if self.clip else x0
 
