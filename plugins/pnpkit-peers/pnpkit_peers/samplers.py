@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from pnpkit import operators as ops
-from pnpkit.solvers import DoesNotApply, SolveContext
+from pnpkit.priors import DiffusionPrior
+from pnpkit.solvers import DoesNotApply, SolveContext, check_choice
 
 from .common import PeerSolver, to_unit_range
+
+SQRT2 = math.sqrt(2.0)
 
 
 @dataclass(kw_only=True)
@@ -52,38 +57,92 @@ class DPS(PeerSolver):
         return 2 * model(ctx.y.to(dt), physics, x_init=x_shape, seed=seed) - 1  # it returns [0, 1]
 
 
+class _AtLevel(torch.nn.Module):
+    """A deepinv denoiser called at ``sigma * factor`` (see :class:`DDRM`'s ``paper_noise``)."""
+
+    def __init__(self, denoiser: torch.nn.Module, factor: float) -> None:
+        super().__init__()
+        self.denoiser, self.factor = denoiser, factor
+
+    def forward(self, x: Tensor, sigma: float | Tensor, *args: object, **kwargs: object) -> Tensor:
+        return self.denoiser(x, sigma * self.factor)
+
+
+def ddrm_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """The DDRM authors' timesteps, largest first: ``floor(k T / steps)`` for ``k < steps``
+    (``range(0, T, T // steps)`` of their code when ``steps`` divides ``T``; ``steps`` of them
+    otherwise, where theirs would be more)."""
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"ddrm: iterations must be between 1 and the prior's {num_timesteps} "
+                         f"timesteps, got {steps}")
+    return [k * num_timesteps // steps for k in range(steps)][::-1]
+
+
 @dataclass(kw_only=True)
 class DDRM(PeerSolver):
     """Denoising diffusion restoration models (Kawar et al. 2022), deepinv's ``DDRM``.
 
     Needs a decomposable operator (deepinv's ``DecomposablePhysics``: inpainting, SVD-based
     operators, denoising). deepinv's DDRM works on [0, 1] images: the problem is mapped there
-    and back.
+    and back. The defaults are the authors' runs (``--timesteps 20 --eta 0.85 --etaB 1``).
 
-    :param int iterations: number of noise levels (linear from 1 to 0).
-    :param float eta: DDRM's eta.
+    :param int iterations: number of noise levels (network evaluations).
+    :param float eta: DDRM's eta (the authors' etaA = etaC).
     :param float etab: DDRM's eta_b.
+    :param str schedule: ``timesteps`` (the authors': the levels ``sigma(t)`` of the prior's
+        DDPM timesteps ``floor(k T / iterations)``, largest first, down to ``sigma(0)``; needs a
+        diffusion prior) or ``linear`` (deepinv's default: ``iterations`` levels from 1 down to
+        ``1 / iterations`` in [0, 1] units, 2 to ``2 / iterations`` in pnpkit's).
+    :param bool paper_noise: deepinv 0.5's DDRM draws each step's noise with std
+        ``sigma / sqrt(2)`` but calls the denoiser at ``sigma``; with ``paper_noise`` (the
+        default) it is given the levels ``sqrt(2) sigma``, the noise level ``sqrt(2) sigma_y``
+        and a denoiser that divides its level by ``sqrt(2)``, so that it runs the paper's
+        update at the levels ``sigma`` (every use of the levels there is a ratio, a difference
+        of squares under that same ``1 / sqrt(2)``, or the cut ``s_i > sigma_y``). ``False``
+        runs deepinv's as it is.
     """
 
     name = "ddrm"
     global_rng = True
-    iterations: int = 100
+    iterations: int = 20
     eta: float = 0.85
     etab: float = 1.0
+    schedule: str = "timesteps"
+    paper_noise: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "schedule", self.schedule, ("timesteps", "linear"))
+
+    def levels(self, prior: object) -> list[float]:
+        """The noise levels DDRM visits, in deepinv's [0, 1] units (half pnpkit's), largest first."""
+        if self.schedule == "linear":
+            return [float(s) for s in np.linspace(1, 0, self.iterations, endpoint=False)]
+        if not isinstance(prior, DiffusionPrior):
+            raise DoesNotApply(f"ddrm: schedule 'timesteps' needs a diffusion prior; "
+                               f"{type(prior).__name__} is not one: set schedule = 'linear'")
+        ts = ddrm_timesteps(prior.num_timesteps, self.iterations)
+        return [float(prior.sigma(t)) / 2 for t in ts]
 
     def run(self, ctx: SolveContext, seed: int) -> Tensor:
         import deepinv
-        import numpy as np
 
         if not isinstance(ctx.operator, deepinv.physics.DecomposablePhysics):
             raise DoesNotApply(f"DDRM needs a decomposable operator (deepinv "
                                f"DecomposablePhysics); {type(ctx.operator).__name__} is not one")
         from pnpkit.bridge import as_deepinv_denoiser
 
+        sigmas = np.asarray(self.levels(ctx.prior), dtype=np.float64)
         y01, physics = to_unit_range(ctx.y, ctx.operator)
-        model = deepinv.sampling.DDRM(as_deepinv_denoiser(ctx.prior),
-                                      sigmas=np.linspace(1, 0, self.iterations, endpoint=False),
-                                      eta=self.eta, etab=self.etab)
+        denoiser: torch.nn.Module = as_deepinv_denoiser(ctx.prior)
+        if self.paper_noise:
+            sigmas = sigmas * SQRT2
+            denoiser = _AtLevel(denoiser, 1 / SQRT2)
+            noise = getattr(physics, "noise_model", None)
+            if isinstance(getattr(noise, "sigma", None), Tensor):
+                noise.sigma.data = noise.sigma.data * SQRT2
+            elif hasattr(noise, "sigma"):
+                noise.sigma = noise.sigma * SQRT2
+        model = deepinv.sampling.DDRM(denoiser, sigmas=sigmas, eta=self.eta, etab=self.etab)
         return 2 * model(y01, physics, seed=seed) - 1
 
 

@@ -38,14 +38,14 @@ def test_ddrm_runs_on_decomposable_operators_and_keeps_the_range(name):
     coords, true = op.V_adjoint(res.x), op.V_adjoint(x)
     null = (op.mask == 0).expand_as(coords)
     assert int(null[0].sum()) > 0
-    # the range: y's, up to the noise of DDRM's last level (1/50)
+    # the range: y's, up to the noise of DDRM's last level (sigma(0) = 0.01)
     assert float((coords - true)[~null].pow(2).mean().sqrt()) < 0.05
     assert float(ops.residual(op, res.x, y).max()) < 0.1
     # the null space: drawn, neither the pseudo-inverse's zeros nor the signal's own part.
-    # (deepinv's DDRM draws its noise with std sigma / sqrt(2) while its denoisers take sigma
-    # as the noise std of [0, 1] images; here it gives a null-space variance of about 0.09,
-    # not the posterior's 0.25, and less as eta grows: a deepinv matter, reported.)
-    assert 0.1 * SCALE**2 < float(coords[null].pow(2).mean()) < 1.3 * SCALE**2
+    # DDRM's own algorithm under-disperses there (0.16-0.17 here at eta 0.85, 50 steps, where
+    # the posterior's is 0.25; test_ddrm.py has the exact value on inpainting); deepinv's DDRM
+    # as it is gave about half (0.08-0.09), see DDRM's paper_noise.
+    assert 0.4 * SCALE**2 < float(coords[null].pow(2).mean()) < 1.3 * SCALE**2
     assert float((coords - true)[null].pow(2).mean()) > SCALE**2
 
 
