@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -137,7 +138,7 @@ class DDRM(PeerSolver):
         if self.paper_noise:
             sigmas = sigmas * SQRT2
             denoiser = _AtLevel(denoiser, 1 / SQRT2)
-            noise = getattr(physics, "noise_model", None)
+            noise: Any = getattr(physics, "noise_model", None)
             if isinstance(getattr(noise, "sigma", None), Tensor):
                 noise.sigma.data = noise.sigma.data * SQRT2
             elif hasattr(noise, "sigma"):
