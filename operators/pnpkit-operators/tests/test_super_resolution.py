@@ -41,3 +41,28 @@ def test_circular_projection_stays_exact():
     x, z = torch.randn(1, 3, 32, 48), torch.randn(1, 3, 32, 48)
     y = op.A(x)
     torch.testing.assert_close(op.A(op.project(z, y)), y, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_circular_spectrum_is_the_singular_values_per_low_resolution_frequency(factor):
+    # A A^T = F^H diag(s^2) F: the dense A A^T's eigenvalues are s^2, each Fourier mode an eigenvector.
+    op = SuperResolution((1, 16, 16), factor=factor)
+    eye = torch.eye(256, dtype=torch.float64).view(256, 1, 16, 16)
+    matrix = op.A(eye).reshape(256, -1).T
+    s = op.spectrum()
+    h = 16 // factor
+    assert s.shape == (1, 1, h, h) and s.dtype == torch.float64
+    torch.testing.assert_close(torch.linalg.eigvalsh(matrix @ matrix.T), s.reshape(-1).square().sort().values,
+                               rtol=0, atol=1e-12)
+    mode = torch.zeros(1, 1, h, h, dtype=torch.complex128)
+    mode[..., 1, 2] = 1
+    u = torch.fft.ifft2(mode, norm="ortho")  # a low-resolution Fourier mode
+    aat = (matrix @ matrix.T).to(torch.complex128)
+    torch.testing.assert_close((aat @ u.reshape(-1)).view_as(u), float(s[..., 1, 2]) ** 2 * u,
+                               rtol=0, atol=1e-12)
+
+
+def test_spectrum_only_where_a_a_t_is_a_fourier_multiplier():
+    assert SuperResolution((1, 16, 16), factor=2, padding="reflect").spectrum() is None
+    assert torch.equal(SuperResolution((1, 16, 16), factor=2, filter="none").spectrum(),
+                       torch.ones(1, 1, 8, 8, dtype=torch.float64))

@@ -274,6 +274,14 @@ class FFTSpectral:
             rest = rest - self._signal_of(self._range_of(rest))
             return (self._signal_of(r) + rest).to(self.dtype)
 
+    def truncated_projection(self, x: Tensor) -> Tensor:
+        """:func:`truncated_projection` without the complement (which it leaves as it is):
+        ``x + V_r (kept * (ybar - V_r^T x))``."""
+        with torch.no_grad():
+            r = self._range_of(x.to(torch.float64))
+            d = self.ybar[:, : self.m].reshape(-1, *self.out) - r
+            return (x.to(torch.float64) + self._signal_of(d)).to(self.dtype)
+
 
 def spectral_of(operator: Any, like: Tensor, y: Tensor,
                 threshold: float) -> Spectral | DecomposableSpectral | FFTSpectral:
@@ -597,5 +605,7 @@ def truncated_projection(svd: Spectral | DecomposableSpectral | FFTSpectral, x: 
     """``x + A^+_tau (y - A x) = x + V (kept * (ybar - V^T x))``: the coordinates on the kept
     singular values set to the pseudo-inverse's ``(U^T y)_i / s_i``, the others (null space and
     the cut singular values) left as they are."""
+    if isinstance(svd, FFTSpectral):
+        return svd.truncated_projection(x)
     c = svd.vt(x)
     return x + svd.v(torch.where(svd.kept, svd.ybar - c, torch.zeros_like(c)))

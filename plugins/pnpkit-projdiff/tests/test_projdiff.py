@@ -493,6 +493,118 @@ def test_a_decomposable_blur_brings_its_own_truncated_svd_at_any_size():
     assert res.x.shape == x_true.shape and torch.isfinite(res.x).all()
 
 
+def _sr(shape, factor, sigma_y=0.0, seed=0, **kw):
+    op = pnpkit.create("operator", "super-resolution", shape=shape, factor=factor, sigma_y=sigma_y, **kw)
+    g = torch.Generator().manual_seed(seed)
+    x_true = torch.rand(1, *shape, generator=g, dtype=torch.float64) * 2 - 1
+    return op, x_true, pnpkit.operators.measure(op, x_true, generator=g)
+
+
+@pytest.mark.parametrize("threshold", [3e-2, 0.6])
+@pytest.mark.parametrize("factor", [2, 4])
+def test_the_fourier_svd_of_circular_sr_is_the_dense_one(factor, threshold):
+    # Bicubic SR with circular padding: A A^T is a Fourier multiplier, so its SVD is known at
+    # any size; on 3 x 16 x 16 it equals the dense SVD (0.6: a cut that drops some frequencies).
+    from pnpkit_projdiff import FFTSpectral, Spectral, spectral_of, truncated_projection
+
+    op, x_true, y = _sr((3, 16, 16), factor)
+    fast, dense = spectral_of(op, x_true, y, threshold), Spectral(op, x_true, y, threshold)
+    assert isinstance(fast, FFTSpectral)
+    m = 3 * (16 // factor) ** 2
+    kept = int(dense.kept.sum())
+    assert int(fast.kept.sum()) == kept and (kept == m if threshold < 0.1 else 0 < kept < m)
+    torch.testing.assert_close(fast.s[fast.kept].sort().values, dense.s[dense.kept].sort().values,
+                               rtol=0, atol=1e-12)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    eye = torch.eye(768, dtype=torch.float64).view(768, 3, 16, 16)
+    pinv = torch.linalg.pinv(op.A(eye).reshape(768, -1).T, rtol=threshold)  # the same cut
+    expected = x + ((y - op.A(x)).reshape(2, -1) @ pinv.T).view_as(x)
+    torch.testing.assert_close(truncated_projection(dense, x), expected, rtol=0, atol=1e-8)
+    torch.testing.assert_close(truncated_projection(fast, x), expected, rtol=0, atol=1e-8)
+    c = fast.vt(x)  # orthonormal: the norm kept, V V^T = I
+    torch.testing.assert_close(c.abs().square().sum(1), x.square().sum((1, 2, 3)), rtol=1e-12, atol=0)
+    torch.testing.assert_close(fast.v(c), x, rtol=0, atol=1e-12)
+    # the coordinates the cut leaves to the prior: the same subspace in both forms
+    rest = fast.v(torch.where(fast.kept, torch.zeros_like(c), c))
+    torch.testing.assert_close(rest, dense.v(torch.where(dense.kept, torch.zeros_like(dense.vt(x)),
+                                                         dense.vt(x))), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("sigma_y", [0.0, 0.05])
+@pytest.mark.parametrize("factor", [2, 4])
+def test_projdiff_with_the_fourier_svd_solves_as_with_the_dense_one(factor, sigma_y, monkeypatch):
+    from pnpkit_projdiff import FFTSpectral, Spectral, projdiff
+
+    op, x_true, y = _sr((1, 16, 16), factor, sigma_y, seed=factor)
+    prior = GaussianDiffusionPrior(scale=0.5)
+    solver = ProjDiff(iterations=12, eta=0.6, svd_threshold=0.6)
+    key = "spectral" if sigma_y else "pinv"
+
+    def run():
+        state = solver.setup(pnpkit.solvers.SolveContext(y, op, prior, torch.Generator(), None),
+                             torch.zeros_like(x_true))
+        res = solver.solve(y, op, prior, generator=torch.Generator().manual_seed(2))
+        return state, res.x
+
+    fast_state, fast = run()
+    monkeypatch.setattr(projdiff, "fourier", lambda operator: False)  # the dense SVD instead
+    dense_state, dense = run()
+    assert isinstance(fast_state[key], FFTSpectral) and isinstance(dense_state[key], Spectral)
+    if sigma_y:
+        assert fast_state["scheme"] == "svd"
+        levels = [s["sigma_eq"][s[key].kept].sort().values for s in (fast_state, dense_state)]
+        torch.testing.assert_close(levels[0], levels[1], rtol=1e-12, atol=0)
+        assert float(levels[0].max()) > 1.5 * float(levels[0].min()), "one level per singular value"
+    torch.testing.assert_close(fast, dense, rtol=0, atol=1e-8)
+    other = ProjDiff(iterations=12, eta=0.6, noisy_scheme="scalar", projection="operator").solve(
+        y, op, prior, generator=torch.Generator().manual_seed(2)).x
+    assert float((other - fast).abs().max()) > 1e-3, "the scheme is not the fallback's"
+
+
+def test_sr_at_256_runs_the_authors_schemes_without_a_warning():
+    from pnpkit_projdiff import FFTSpectral
+
+    prior = GaussianDiffusionPrior(scale=0.5)
+    for sigma_y in (0.0, 0.05):
+        op, x_true, y = _sr((3, 256, 256), 4, sigma_y)
+        x_true, y = x_true.float(), y.float()
+        solver = ProjDiff(iterations=10, svd_threshold=0.6)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ctx = pnpkit.solvers.SolveContext(y, op, prior, torch.Generator().manual_seed(0), None)
+            state = solver.setup(ctx, torch.zeros_like(x_true))
+            state = solver.step(ctx, state, 0)
+        spectral = state["spectral" if sigma_y else "pinv"]
+        assert isinstance(spectral, FFTSpectral) and state["scheme"] == ("svd" if sigma_y else "noiseless")
+        assert state["x"].shape == x_true.shape and state["x"].dtype == torch.float32
+        assert torch.isfinite(state["x"]).all()
+        if not sigma_y:  # the kept coordinates are y's: (F A x) = (F y) on the kept frequencies
+            residual = torch.fft.fft2((op.A(state["x"]) - y).double(), norm="ortho")
+            assert float(residual[spectral.keep.expand_as(residual)].abs().max()) < 1e-4
+            assert float(residual[~spectral.keep.expand_as(residual)].abs().max()) > 1e-2
+
+
+def test_non_circular_sr_falls_back_with_the_hint_that_works():
+    from pnpkit_projdiff import fourier
+
+    like = torch.zeros(1, 1, 72, 72)  # 5184 entries, beyond svd_max_entries
+    op = pnpkit.create("operator", "super-resolution", shape=(1, 72, 72), padding="reflect", sigma_y=0.05)
+    assert not fourier(op)
+    hint = r"set the operator's padding = \"circular\" \(padding 'reflect' makes A A\^T no Fourier"
+    with pytest.warns(UserWarning, match=r"one level for all is used \(noisy_scheme = 'scalar'\); " + hint):
+        assert ProjDiff().scheme(op, like, 0.05) == "scalar"
+    with pytest.warns(UserWarning, match=r"the operator's projection is used \(projection = 'operator'\); "
+                      + hint):
+        assert ProjDiff().truncated_svd(op, like, op.A(like)) is None
+    with pytest.raises(ValueError, match=r"this one has 5184; " + hint):
+        ProjDiff(noisy_scheme="svd").scheme(op, like, 0.05)
+    circular = pnpkit.create("operator", "super-resolution", shape=(1, 72, 72), sigma_y=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the hint followed: the authors' scheme, no warning
+        assert fourier(circular) and ProjDiff().scheme(circular, like, 0.05) == "svd"
+        assert ProjDiff().truncated_svd(circular, like, circular.A(like)) is not None
+
+
 class TestProjDiffContract(SolverContract):
     @pytest.fixture(params=["ddpm", "karras"])
     def solver(self, request):
