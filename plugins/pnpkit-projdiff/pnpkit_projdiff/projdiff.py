@@ -346,9 +346,12 @@ class ProjDiff(IterativeSolver):
       (the authors' ``efficient_generalized_steps_noisy_SVD``; singular values below
       ``svd_threshold`` times the largest count as 0, their deblurring's 3e-2). The SVD is
       computed densely (:class:`Spectral`) for signals of at most ``svd_max_entries``
-      entries, or taken from a decomposable operator's own SVD at any size
-      (:class:`DecomposableSpectral`); beyond, ``"auto"`` falls back to the scalar scheme
-      with a warning.
+      entries, or at any size taken from a decomposable operator's own SVD
+      (:class:`DecomposableSpectral`) or from the Fourier multiplier ``A A^T`` of
+      ``super-resolution`` with circular padding (:class:`FFTSpectral`); beyond,
+      ``"auto"`` falls back to the scalar scheme with a warning. The noise is drawn in
+      signal space and rotated by ``V^T`` (standard normal in the coordinates, the same
+      draw whichever form the SVD takes).
 
     Noiseless measurements through a linear operator whose ``A A^T`` is not proportional to
     I (deblurring, bicubic SR): ``P_y(x) = x + A^+_tau (y - A x)``, the pseudo-inverse with
