@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from pnpkit.priors import DiffusionPrior, linear_alphas_cumprod
 
 from .diffusion import MemoryCheck
-from .network import pad_to_multiple
+from .network import ModelFacts, pad_to_multiple, state_mismatch
 
 #: guided-diffusion's number of ImageNet classes (``class_cond = True``).
 NUM_CLASSES = 1000
@@ -356,9 +356,7 @@ def check_state(state: dict[str, Tensor], net: torch.nn.Module, source: str,
     :raises ValueError: naming the first mismatches and the flags the checkpoint implies.
     """
     want = net.state_dict()
-    missing = [k for k in want if k not in state]
-    extra = [k for k in state if k not in want]
-    shapes = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k].shape)]
+    missing, extra, shapes = state_mismatch(state, want)
     if not (missing or extra or shapes):
         return
     found = infer_flags(state)
@@ -387,7 +385,7 @@ def check_state(state: dict[str, Tensor], net: torch.nn.Module, source: str,
 # -- the prior -----------------------------------------------------------------------------------
 
 
-class ADMPrior(DiffusionPrior):
+class ADMPrior(ModelFacts, DiffusionPrior):
     r"""A guided-diffusion (ADM) network and its schedule as a pnpkit diffusion prior.
 
     ``network(x_t, t)`` is :math:`\epsilon_\theta(x_t, t)`: the first :math:`C` of the
@@ -432,18 +430,6 @@ class ADMPrior(DiffusionPrior):
     def fixed_shape(self) -> tuple[int, ...] | None:
         """``(image_size, image_size)`` when sizes are checked, else ``None`` (any size)."""
         return (self.arch.image_size,) * 2 if self.check_size else None
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     def __repr__(self) -> str:
         return (f"ADMPrior(name={self.name!r}, shape={self.shape}, parameters="

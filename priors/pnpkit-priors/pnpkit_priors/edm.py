@@ -44,7 +44,7 @@ from torch import Tensor
 from pnpkit.priors import ContinuousDiffusionPrior, torch_dtype
 
 from .loading import check_safetensors, listing, load_tensors, read_json
-from .network import down_factor, pad_to_multiple
+from .network import ModelFacts, down_factor, pad_to_multiple, state_mismatch
 
 __all__ = ["BACKBONES", "EDMPrecond", "EDMPrior", "edm_prior", "load_edm", "register_backbone",
            "save_edm"]
@@ -254,9 +254,8 @@ def load_edm(folder: str | Path, device: str | torch.device = "cpu",
     check_safetensors(root / WEIGHTS)
     state = load_tensors(root / WEIGHTS)
     want = model.state_dict()
-    missing = sorted(set(want) - set(state))
-    extra = sorted(set(state) - set(want))
-    wrong = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k].shape)]
+    missing, extra, wrong = state_mismatch(state, want)
+    missing, extra = sorted(missing), sorted(extra)
     if missing or extra or wrong:
         parts = []
         if missing:
@@ -274,7 +273,7 @@ def load_edm(folder: str | Path, device: str | torch.device = "cpu",
     return model.to(device=torch.device(device), dtype=torch_dtype(dtype)).eval()
 
 
-class EDMPrior(ContinuousDiffusionPrior):
+class EDMPrior(ModelFacts, ContinuousDiffusionPrior):
     """An :class:`EDMPrecond` network as a pnpkit prior (a
     :class:`~pnpkit.priors.ContinuousDiffusionPrior`): ``denoise(x, sigma)`` runs ``D`` at
     ``sigma`` itself within ``[sigma_min, sigma_max]`` (the range saved with the network),
@@ -299,21 +298,6 @@ class EDMPrior(ContinuousDiffusionPrior):
         backbone = model.backbone
         self.channels = int(backbone.config["in_channels"]) if hasattr(backbone, "config") else None
         self.factor = down_factor(backbone)
-
-    @property
-    def device(self) -> torch.device:
-        """Where the network runs."""
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of the network's weights."""
-        return next(self.model.parameters()).dtype
-
-    @property
-    def num_parameters(self) -> int:
-        """The number of parameters of the network."""
-        return sum(p.numel() for p in self.model.parameters())
 
     @property
     def sigma_data(self) -> float:

@@ -59,7 +59,43 @@ def pad_to_multiple(x: Tensor, factor: int) -> tuple[Tensor, tuple[int, ...]]:
     return F.pad(x, pads, mode=mode), spatial
 
 
-class UNetNetwork:
+def state_mismatch(state: dict[str, Tensor],
+                   want: dict[str, Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """How a checkpoint's tensors differ from a network's state dict: the keys ``want`` has and
+    ``state`` lacks, those ``state`` has and ``want`` lacks, and those of both whose shapes
+    differ, each in its dict's order (all empty: the checkpoint fits).
+
+    >>> state_mismatch({"a": torch.zeros(2), "c": torch.zeros(1)}, {"a": torch.zeros(3), "b": torch.zeros(1)})
+    (['b'], ['c'], ['a'])
+    """
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want]
+    shapes = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k].shape)]
+    return missing, extra, shapes
+
+
+class ModelFacts:
+    """``device``, ``dtype`` and ``num_parameters`` of the network held as ``self.model``."""
+
+    model: Any  #: the network (a torch module; Any: its config and call vary)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs."""
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the network's weights."""
+        return next(self.model.parameters()).dtype
+
+    @property
+    def num_parameters(self) -> int:
+        """The number of parameters of the network."""
+        return sum(p.numel() for p in self.model.parameters())
+
+
+class UNetNetwork(ModelFacts):
     r"""Call a diffusers ``UNet2DModel`` or ``UNet1DModel`` on pnpkit signals.
 
     The input is moved to the network's device and dtype and the output comes back in the
@@ -116,18 +152,6 @@ class UNetNetwork:
         if not self.check_size or any(s is None for s in spatial):
             return None
         return tuple(int(s) for s in spatial if s is not None)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
 
     def check(self, x: Tensor) -> None:
         """Raise ``ValueError`` when ``x`` (B, C, *spatial) does not fit the network.
