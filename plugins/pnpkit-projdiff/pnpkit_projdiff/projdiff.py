@@ -557,8 +557,9 @@ class ProjDiff(IterativeSolver):
         """The SVD the noiseless projection ``x + A^+_tau (y - A x)`` uses (:func:`spectral_of`,
         ``svd_threshold``), or None where the operator's own projection is used: with
         ``projection = "operator"``, where ``A A^T`` is proportional to I (all singular values
-        equal: nothing to cut), and beyond ``svd_max_entries`` for an operator without its
-        own SVD (with a warning)."""
+        equal: nothing to cut), where an operator's Fourier SVD (:class:`FFTSpectral`) cuts
+        nothing at ``svd_threshold`` (its exact projection is the same), and beyond
+        ``svd_max_entries`` for an operator without its own SVD (with a warning)."""
         if self.projection == "operator":
             return None
         _, deviation = range_gain(op, x)
@@ -573,7 +574,13 @@ class ProjDiff(IterativeSolver):
                           "the operator's projection is used (projection = 'operator'); "
                           f"{_beyond_hint(op)} for the authors' projection", stacklevel=3)
             return None
-        return spectral_of(op, x, y, float(self.svd_threshold))
+        spectral = spectral_of(op, x, y, float(self.svd_threshold))
+        if isinstance(spectral, FFTSpectral) and bool(spectral.keep.all()):
+            # nothing under the threshold (bicubic SR x4 keeps all: its smallest singular value
+            # is 0.49 of the largest): the truncated pseudo-inverse is the exact one, which the
+            # operator's own projection computes in closed form, several times faster
+            return None
+        return spectral
 
     def _scalar(self, ctx: SolveContext, x0: Tensor, obs: Tensor, sigma: float, t: Any,
                 sigma_eq: float) -> tuple[Tensor, Tensor]:

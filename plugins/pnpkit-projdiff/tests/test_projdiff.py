@@ -602,10 +602,29 @@ def test_non_circular_sr_falls_back_with_the_hint_that_works():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the hint followed: the authors' scheme, no warning
         assert fourier(circular) and ProjDiff().scheme(circular, like, 0.05) == "svd"
-        assert ProjDiff().truncated_svd(circular, like, circular.A(like)) is not None
+        # nothing under 3e-2 for bicubic x4: the operator's exact projection, no warning
+        assert ProjDiff().truncated_svd(circular, like, circular.A(like)) is None
+        assert ProjDiff(svd_threshold=0.6).truncated_svd(circular, like, circular.A(like)) is not None
 
 
 class TestProjDiffContract(SolverContract):
     @pytest.fixture(params=["ddpm", "karras"])
     def solver(self, request):
         return ProjDiff(iterations=10, repeats=2, eta=1.0, beta=0.5, levels=request.param)
+
+
+def test_a_fourier_svd_that_cuts_nothing_uses_the_operators_exact_projection():
+    op, x_true, y = _sr((1, 16, 16), 4, 0.0, seed=1)
+    like = torch.zeros_like(x_true)
+    # bicubic x4 keeps every singular value at the default 3e-2 (the smallest is 0.49 of the largest)
+    assert ProjDiff().truncated_svd(op, like, y) is None
+    cut = ProjDiff(svd_threshold=0.6).truncated_svd(op, like, y)
+    assert cut is not None and not bool(cut.keep.all())
+    # the same result either way where nothing is cut
+    x = torch.randn(x_true.shape, generator=torch.Generator().manual_seed(0), dtype=x_true.dtype)
+    from pnpkit_projdiff import FFTSpectral
+    from pnpkit_projdiff.projdiff import truncated_projection
+
+    full = FFTSpectral(op, like, y, 3e-2)
+    assert bool(full.keep.all())
+    torch.testing.assert_close(truncated_projection(full, x), op.project(x, y), rtol=0, atol=1e-6)
