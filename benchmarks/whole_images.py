@@ -18,6 +18,11 @@ Usage::
     python benchmarks/whole_images.py                       # 512 x 512 (hours on 2 cores)
     python benchmarks/whole_images.py --size 256            # camera / astronaut resized
     python benchmarks/whole_images.py --solvers dcdp-v2,pinv --tasks sr4
+    python benchmarks/whole_images.py --grey-prior default-grey64 --rgb-prior default-rgb64 \
+        --out benchmarks/results/whole_images_64          # other priors: their own folder
+
+The folder's ``priors.json`` records the priors its rows were made with; a run with other
+priors into it is refused (one line).
 """
 
 from __future__ import annotations
@@ -123,14 +128,50 @@ def solve_one(x: Any, prior: Any, task: str, entry: dict[str, Any], iterations: 
     return values, y[0], result.x[0]
 
 
+def with_priors(grey: str | None = None, rgb: str | None = None) -> tuple[tuple[str, int, str], ...]:
+    """:data:`PICTURES` with the grey and colour priors replaced where given.
+
+    >>> with_priors(grey="default-grey64")[0]
+    ('camera', 1, 'default-grey64')
+    """
+    return tuple((n, c, (grey if c == 1 else rgb) or p) for n, c, p in PICTURES)
+
+
+def claim_priors(out: Path, pictures: tuple[tuple[str, int, str], ...]) -> None:
+    """Record the priors of ``out``'s rows in ``out/priors.json``; refuse (one line) a run with
+    other priors into a folder whose rows were made with these (rows carry no prior column)."""
+    import json
+
+    want = {name: prior for name, _, prior in pictures}
+    stamp = out / "priors.json"
+    if stamp.is_file():
+        have = json.loads(stamp.read_text())
+        differ = {n: (have[n], p) for n, p in want.items() if n in have and have[n] != p}
+        if differ:
+            said = ", ".join(f"{n}: {a} there, {b} asked" for n, (a, b) in differ.items())
+            raise SystemExit(f"whole_images.py: {out} holds rows made with other priors ({said}); "
+                             "give another --out for these priors")
+        want = {**have, **want}
+    elif read_rows(out / "rows.csv"):  # rows from before the stamp: the default priors'
+        default = {name: prior for name, _, prior in PICTURES}
+        if want != default:
+            raise SystemExit(f"whole_images.py: {out} holds rows made with the default priors "
+                             f"({', '.join(default.values())}); give another --out for these priors")
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(want, indent=1) + "\n")
+
+
 def run(out: Path, size: int | None, solvers: list[str], tasks: list[str],
-        pictures: list[str], iterations: int | None = None, log: Any = print) -> list[dict[str, str]]:
-    """Solve every (picture, task, solver) not in ``out/rows.csv`` yet; return every row."""
+        pictures: list[str], iterations: int | None = None, log: Any = print,
+        priors: tuple[tuple[str, int, str], ...] = PICTURES) -> list[dict[str, str]]:
+    """Solve every (picture, task, solver) not in ``out/rows.csv`` yet; return every row.
+
+    ``priors``: (picture, channels, prior) as :data:`PICTURES` (:func:`with_priors`)."""
     from pnpkit.data import save_signal
     from pnpkit.plugins import get_manager
 
     entries = solver_entries()
-    out.mkdir(parents=True, exist_ok=True)
+    claim_priors(out, priors)
     (out / "reconstructions").mkdir(exist_ok=True)
     rows_path = out / "rows.csv"
     done = {row_key(r) for r in read_rows(rows_path)}
@@ -139,7 +180,7 @@ def run(out: Path, size: int | None, solvers: list[str], tasks: list[str],
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         if new_file:
             writer.writeheader()
-        for name, channels, prior_name in PICTURES:
+        for name, channels, prior_name in priors:
             if name not in pictures:
                 continue
             x = picture(name, channels, size)
@@ -172,7 +213,8 @@ def run(out: Path, size: int | None, solvers: list[str], tasks: list[str],
     return read_rows(rows_path)
 
 
-def summary(rows: list[dict[str, str]], solvers: list[str] | None = None) -> str:
+def summary(rows: list[dict[str, str]], solvers: list[str] | None = None,
+            priors: tuple[tuple[str, int, str], ...] = PICTURES) -> str:
     """``summary.md``: per picture and size, PSNR / SSIM per task and the mean time per solve."""
     order = [s for s in (solvers or SOLVERS)]
     order += sorted({r["solver"] for r in rows} - set(order))
@@ -182,7 +224,7 @@ def summary(rows: list[dict[str, str]], solvers: list[str] | None = None) -> str
              "default priors (grey `camera`, colour `astronaut`); PSNR (dB) / SSIM per task, "
              "time (s) and network calls (NFE) per solve on this machine, all in one run. "
              "Gaussian deblurring is noisy (sigma_y = 0.05); SR x4 and box inpainting noiseless.", ""]
-    for name, _, prior in PICTURES:
+    for name, _, prior in priors:
         for side in sorted({r["size"] for r in rows if r["picture"] == name}, key=int):
             sel = [r for r in rows if r["picture"] == name and r["size"] == side]
             lines += [f"## {name}, {side} x {side} (prior {prior})", "",
@@ -271,13 +313,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pictures", default=",".join(p[0] for p in PICTURES))
     parser.add_argument("--iterations", type=int, default=None,
                         help="override every solver's iterations (tests, quick looks)")
+    parser.add_argument("--grey-prior", default=None,
+                        help=f"the grey pictures' prior (default {PICTURES[0][2]}); "
+                             "another needs its own --out")
+    parser.add_argument("--rgb-prior", default=None,
+                        help=f"the colour pictures' prior (default {PICTURES[1][2]}); "
+                             "another needs its own --out")
     args = parser.parse_args(argv)
+    priors = with_priors(args.grey_prior, args.rgb_prior)
     solvers = _names(args.solvers, SOLVERS, "solver")
     tasks = _names(args.tasks, list(TASKS), "task")
     pictures = _names(args.pictures, [p[0] for p in PICTURES], "picture")
     rows = run(args.out, args.size, solvers, tasks, pictures, args.iterations,
-               log=lambda s: print(s, file=sys.stderr, flush=True))
-    text = summary(rows)
+               log=lambda s: print(s, file=sys.stderr, flush=True), priors=priors)
+    text = summary(rows, priors=priors)
     (args.out / "summary.md").write_text(text)
     grid(rows, args.out)
     print(text)

@@ -109,3 +109,24 @@ def test_cost_vs_size_table_has_the_ratios_to_the_smallest_size() -> None:
     assert "| DCDP V2 | 256 | 8.00 | 4.00x | 6.00 | 10 | 25% | 40 | 4.00x | 25.00 |" in text
     with pytest.raises(SystemExit, match="sizes multiples of 4"):
         cvs.main(["--sizes", "30"])
+
+
+def test_whole_images_takes_other_priors_into_their_own_folder(tmp_path: Path) -> None:
+    wi = _load("whole_images")
+    assert wi.with_priors(rgb="default-rgb32")[1] == ("astronaut", 3, "default-rgb32")
+    args = ["--out", str(tmp_path), "--size", "32", "--iterations", "2", "--tasks", "sr4",
+            "--pictures", "camera", "--solvers", "pinv"]
+    assert wi.main(args) == 0
+    assert json.loads((tmp_path / "priors.json").read_text()) == {"camera": "default-grey32",
+                                                                  "astronaut": "default-rgb32"}
+    with pytest.raises(SystemExit, match=r"holds rows made with other priors \(camera: default-grey32 "
+                       r"there, tv asked\); give another --out for these priors"):
+        wi.main(args + ["--grey-prior", "tv"])
+    other = tmp_path / "other"
+    assert wi.main(["--out", str(other), *args[2:], "--grey-prior", "tv"]) == 0
+    assert "## camera, 32 x 32 (prior tv)" in (other / "summary.md").read_text()
+    # rows from before the stamp were made with the default priors
+    (tmp_path / "priors.json").unlink()
+    with pytest.raises(SystemExit, match=r"holds rows made with the default priors \(default-grey32, "
+                       r"default-rgb32\); give another --out"):
+        wi.main(args + ["--grey-prior", "tv"])
