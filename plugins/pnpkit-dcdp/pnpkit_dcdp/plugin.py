@@ -16,5 +16,6 @@ def register_solvers(register: Any) -> None:
     register("dcdp", "pnpkit_dcdp.dcdp:DCDP",
              description="decoupled data consistency + diffusion purification",
              paper="arXiv:2403.06054",
-             presets=["box-inpainting", "gaussian-deblur", "motion-deblur", "phase-retrieval",
-                      "sr4"])
+             presets=["box-inpainting", "box-inpainting-noisy", "gaussian-deblur",
+                      "gaussian-deblur-noisy", "motion-deblur", "phase-retrieval", "sr4",
+                      "sr4-noisy"])

@@ -27,6 +27,15 @@ def test_presets_fill_unset_settings_and_explicit_ones_win():
     assert DCDP(preset="phase-retrieval").t_end == 20
     assert DCDP(preset="gaussian-deblur", lr=3.0).lr == 3.0
     assert DCDP.from_dict(d.to_dict()).to_dict() == d.to_dict()
+    assert d.early_stop is False and DCDP(preset="sr4", early_stop=True).early_stop is True
+    # the noisy presets (chosen on validation): the noiseless lr, t_end 100, early stopping, and
+    # the noiseless preset's learning-rate reference
+    for task in ("sr4", "box-inpainting", "gaussian-deblur"):
+        noisy, clean = DCDP(preset=f"{task}-noisy"), DCDP(preset=task)
+        assert (noisy.t_end, noisy.early_stop) == (100, True)
+        assert (noisy.iterations, noisy.tau, noisy.lr, noisy.t_start, noisy.lr_reference_entries) == (
+            clean.iterations, clean.tau, clean.lr, clean.t_start, clean.lr_reference_entries)
+    assert DCDP(preset="sr4-noisy", early_stop=False).early_stop is False
     with pytest.raises(ValueError, match="dcdp: preset must be one of box-inpainting, .*, got 'sr8'. "
                                          "Did you mean 'sr4'"):
         DCDP(preset="sr8")
