@@ -150,8 +150,11 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
         },
         "training": training,
         "evaluation": {
-            "method": "one Tweedie step (DiffusersPrior.denoise) at the timestep whose noise "
-                      "level matches sigma; estimates clipped to [-1, 1]; PSNR with peak-to-peak 2",
+            "method": ("one denoising step (EDMPrior.denoise: the network at sigma itself; the "
+                       "timestep column is the DDPM grid's step of that level, for comparison)"
+                       if edm else "one Tweedie step (DiffusersPrior.denoise) at the timestep "
+                       "whose noise level matches sigma")
+                      + "; estimates clipped to [-1, 1]; PSNR with peak-to-peak 2",
             "patches_per_split": count, "patch_size": eval_size, "seed": seed,
             "noise_levels": list(NOISE_LEVELS),
             "seconds": round(time.perf_counter() - start, 1),

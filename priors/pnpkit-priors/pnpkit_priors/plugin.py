@@ -40,6 +40,12 @@ def register_priors(register: Any) -> None:
              description="the project's own 1x32x32 DDPM (see weights/grey32/MODEL_CARD.md)")
     register("default-rgb32", "pnpkit_priors.defaults:default_rgb32", family="diffusion",
              description="the project's own 3x32x32 DDPM (see weights/rgb32/MODEL_CARD.md)")
+    register("default-grey64", "pnpkit_priors.defaults:default_grey64", family="diffusion",
+             description="the project's own grey whole-picture EDM prior, any size "
+                         "(see weights/grey64/MODEL_CARD.md)")
+    register("default-rgb64", "pnpkit_priors.defaults:default_rgb64", family="diffusion",
+             description="the project's own colour whole-picture EDM prior, any size "
+                         "(see weights/rgb64/MODEL_CARD.md)")
 
 
 @pnpkit.hookimpl

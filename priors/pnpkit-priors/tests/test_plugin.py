@@ -13,10 +13,11 @@ import torch
 
 import pnpkit
 import pnpkit.metrics
+from pnpkit.priors import ContinuousDiffusionPrior
 from pnpkit_priors.defaults import WEIGHTS_DIR, default_prior
 
 PRIORS = {"diffusers", "adm", "latent-diffusion", "consistency", "deepinv-denoiser", "drunet", "tv",
-          "default-grey32", "default-rgb32"}
+          "default-grey32", "default-rgb32", "default-grey64", "default-rgb64"}
 DATASETS = {"heldout-grey32", "heldout-rgb32", "validation-grey32", "validation-rgb32"}
 
 
@@ -73,8 +74,12 @@ def test_default_prior_without_weights(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="grey32 prior's weights are not installed.*"
                                                 "pnpkit train-prior --preset grey32"):
         default_prior("grey32", weights_dir=tmp_path)
-    with pytest.raises(ValueError, match="unknown preset 'grey64'"):
-        default_prior("grey64")
+    with pytest.raises(FileNotFoundError, match=r"grey64 prior's weights are not installed: .* should "
+                       r"hold config.json and model.safetensors. Train them with `pnpkit train-prior "
+                       r"--preset grey64 --out DIR`"):
+        default_prior("grey64", weights_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown preset 'grey128'"):
+        default_prior("grey128")
 
 
 def test_default_prior_loads_a_weights_folder(tmp_path: Path, tiny: Any) -> None:
@@ -96,5 +101,26 @@ def test_packaged_default_priors(preset: str, channels: int) -> None:
     with torch.no_grad():
         out = prior.denoise(noisy, 0.2)
     # the shipped weights denoise held-out patches (model cards: about +9 to +10 dB at 0.2)
+    gain = (pnpkit.metrics.psnr(out, x) - pnpkit.metrics.psnr(noisy, x)).mean()
+    assert float(gain) > 6.0
+
+
+@pytest.mark.parametrize("preset,channels", [("grey64", 1), ("rgb64", 3)])
+def test_packaged_whole_picture_priors(preset: str, channels: int) -> None:
+    if not (WEIGHTS_DIR / preset / "config.json").is_file():
+        with pytest.raises(FileNotFoundError, match="not installed"):
+            pnpkit.create("prior", f"default-{preset}")
+        pytest.skip(f"no packaged {preset} weights in {WEIGHTS_DIR}")
+    prior = pnpkit.create("prior", f"default-{preset}")
+    assert isinstance(prior, ContinuousDiffusionPrior) and prior.fixed_shape is None
+    assert prior.name == f"default-{preset}" and prior.num_parameters < 25e6 / 4
+    # a size no down-sampling divides: padded and cropped back
+    odd = torch.zeros(1, channels, 40, 28)
+    with torch.no_grad():
+        assert prior.denoise(odd, 0.1).shape == odd.shape
+    x = torch.stack([it.signal for it in pnpkit.create("dataset", f"heldout-{preset[:-2]}32", count=8)])
+    noisy = x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = prior.denoise(noisy, 0.2)
     gain = (pnpkit.metrics.psnr(out, x) - pnpkit.metrics.psnr(noisy, x)).mean()
     assert float(gain) > 6.0
