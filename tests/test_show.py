@@ -32,10 +32,11 @@ def test_a_solver_shows_every_setting_with_its_type_and_presets(all_plugins, cap
     assert [n for n in shown if n in fields] == fields  # all of them, in order
     # which value each preset gives, BASE ("no preset") first; wrapped lines joined
     flat = " ".join(out.split())
-    assert ("presets: 10 (no preset, gaussian-deblur, motion-deblur, sr4), 20 (box-inpainting), "
-            "200 (phase-retrieval)") in flat
-    assert "presets: 1000.0 (no preset, box-inpainting, sr4), 100000.0 (gaussian-deblur, motion-deblur)" \
-        in flat
+    assert ("presets: 10 (no preset, gaussian-deblur, gaussian-deblur-noisy, motion-deblur, sr4, "
+            "sr4-noisy), 20 (box-inpainting, box-inpainting-noisy), 200 (phase-retrieval)") in flat
+    assert ("presets: 1000.0 (no preset, box-inpainting, box-inpainting-noisy, sr4, sr4-noisy), "
+            "100000.0 (gaussian-deblur, gaussian-deblur-noisy, motion-deblur)") in flat
+    assert "presets: False (no preset, box-inpainting, gaussian-deblur, motion-deblur" in flat
 
 
 def test_the_docstring_is_rendered_as_text(all_plugins, capsys):
