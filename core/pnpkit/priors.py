@@ -356,6 +356,17 @@ class DiffusionPrior(Prior):
                 x = x + sig * randn_like(x, generator)
         return x
 
+    @staticmethod
+    def _levels_per_item(sigma: float | Tensor, x: Tensor) -> Tensor:
+        """``sigma`` (a number or one level per item of ``x``) as (B,) float64 on the CPU."""
+        levels = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1)
+        if levels.numel() == 1:
+            levels = levels.expand(x.shape[0])
+        if levels.numel() != x.shape[0]:
+            raise ValueError(f"denoise: sigma must be a number or one level per item ({x.shape[0]}), "
+                             f"got {levels.numel()} levels")
+        return levels
+
     @torch.no_grad()
     def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         """:meth:`tweedie_denoise` without gradients (what solvers call)."""
@@ -381,12 +392,7 @@ class DiffusionPrior(Prior):
         (a (B,) tensor): each item gets its own timestep, in the same single network evaluation,
         counted.
         """
-        levels = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1)
-        if levels.numel() == 1:
-            levels = levels.expand(x.shape[0])
-        if levels.numel() != x.shape[0]:
-            raise ValueError(f"denoise: sigma must be a number or one level per item ({x.shape[0]}), "
-                             f"got {levels.numel()} levels")
+        levels = self._levels_per_item(sigma, x)
         last = self.num_timesteps - 1
         floor = float(self.sigma(0))
         rule = getattr(self, "below_floor", "score")
@@ -505,12 +511,7 @@ class ContinuousDiffusionPrior(DiffusionPrior):
 
     # -- D at any level, with the rules outside the range ------------------------------------
     def _per_item(self, sigma: float | Tensor, x: Tensor) -> Tensor:
-        levels = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1)
-        if levels.numel() == 1:
-            levels = levels.expand(x.shape[0])
-        if levels.numel() != x.shape[0]:
-            raise ValueError(f"denoise: sigma must be a number or one level per item ({x.shape[0]}), "
-                             f"got {levels.numel()} levels")
+        levels = self._levels_per_item(sigma, x)
         if bool((levels < 0).any()) or not bool(torch.isfinite(levels).all()):
             raise ValueError(f"denoise: sigma must be finite and >= 0, got {levels.tolist()}")
         return levels
