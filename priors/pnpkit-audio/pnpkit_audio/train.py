@@ -78,7 +78,7 @@ def train(data_root: str | Path | None, out: str | Path, steps: int, batch_size:
           schedule_steps: int | None = None, warmup_steps: int = 200,
           progress: bool = True, parametrisation: str = "ddpm",
           edm: dict[str, float] | None = None, validation: Any = None,
-          validate_every: int | None = None) -> dict[str, Any]:
+          validate_every: int | None = None, precision: str = "fp32") -> dict[str, Any]:
     """Train the audio prior for ``steps`` optimiser steps and save it under ``out``.
 
     ``out`` receives ``unet/`` (the EMA weights, ``save_pretrained``), ``scheduler/``,
@@ -116,6 +116,8 @@ def train(data_root: str | Path | None, out: str | Path, steps: int, batch_size:
     :param validation: fixed clean segments (N, C, length) to validate on (see
         :func:`validation_segments`), or None.
     :param int validate_every: steps between validations (default ``save_every``).
+    :param str precision: ``"fp32"`` or ``"bf16"`` (mixed-precision forward passes, see
+        :data:`pnpkit_priors.trainer.PRECISIONS`); a run may be resumed in either.
     :return: the training state (what ``training_state.json`` holds).
     :raises FileExistsError: when ``out`` holds a run and ``resume`` is false.
     :raises ValueError: when resuming with settings that would change the run.
@@ -150,7 +152,7 @@ def train(data_root: str | Path | None, out: str | Path, steps: int, batch_size:
                       info={"data_root": None if data_root is None else str(data_root)},
                       check_model=fits, desc="train-audio-prior", progress=progress,
                       parametrisation=parametrisation, edm=edm_settings, validation=validation,
-                      validate_every=validate_every)
+                      validate_every=validate_every, precision=precision)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +178,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parametrisation", choices=("ddpm", "edm"), default="ddpm",
                         help="ddpm: epsilon prediction on the linear schedule; edm: a denoiser "
                              "D(x, sigma) for any sigma (EDM preconditioning, MSDM's form)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: mixed-precision forward passes (float32 weights and loss), "
+                             "faster on a CPU with AVX-512 BF16 or a GPU; a run may be resumed "
+                             "in either")
     parser.add_argument("--network", choices=("default", "large"), default="default",
                         help="default: 2.1 M parameters (8 MB); large: 5.4 M (21.6 MB)")
     parser.add_argument("--sigma-data", type=float, default=None,
@@ -211,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
                   model_config=None if network == "default" else dict(NETWORKS[network]),
                   parametrisation=parametrisation,
                   edm=None if sigma_data is None else {"sigma_data": sigma_data},
-                  validation=validation)
+                  validation=validation, precision=getattr(args, "precision", "fp32"))
     print(f"trained {state['step']} steps in {state['seconds'] / 60:.1f} min -> {args.out}")
     if args.card_segments <= 0:
         return 0

@@ -42,11 +42,13 @@ class ConsistencyPrior(DenoiserPrior):
     :param bool clip: clip estimates to [-1, 1] (default: the scheduler's ``clip_denoised``).
     :param bool check_size: whether signals must have the network's ``sample_size``.
     :param int class_label: the class to condition a class-conditional network on.
+    :param bool channels_last: run a 2-D network channels-last (converts ``unet`` in place; see
+        :func:`~pnpkit_priors.network.to_channels_last`). Off here, on in :meth:`from_pretrained`.
     """
 
     def __init__(self, unet: torch.nn.Module, scheduler: Any, name: str = "consistency",
                  clip: bool | None = None, check_size: bool = True,
-                 class_label: int | None = None) -> None:
+                 class_label: int | None = None, channels_last: bool = False) -> None:
         needed = ("sigma_to_t", "get_scalings_for_boundary_condition")
         if not all(hasattr(scheduler, m) for m in needed):
             raise ValueError(f"prior {name!r}: scheduler {type(scheduler).__name__} is not a "
@@ -61,7 +63,8 @@ class ConsistencyPrior(DenoiserPrior):
         self.clip = bool(config.get("clip_denoised", True)) if clip is None else bool(clip)
         #: The Karras noise levels of the training schedule, largest first.
         self.sigmas = torch.as_tensor(scheduler.sigmas, dtype=torch.float64)
-        self.net = UNetNetwork(unet, name, check_size=check_size, class_label=class_label)
+        self.net = UNetNetwork(unet, name, check_size=check_size, class_label=class_label,
+                               channels_last=channels_last)
         self.memory = MemoryCheck(unet, name, unet_meta_call(self.net))
 
     def check_memory(self, shape: tuple[int, ...], grad: bool | None = None) -> None:
@@ -163,7 +166,8 @@ class ConsistencyPrior(DenoiserPrior):
     def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device = "cpu",
                         dtype: str = "float32", *, check_size: bool = True,
                         class_label: int | None = None, clip: bool | None = None,
-                        name: str | None = None, **load: Any) -> ConsistencyPrior:
+                        name: str | None = None, channels_last: bool = True,
+                        **load: Any) -> ConsistencyPrior:
         """Load a consistency-model checkpoint (network + ``CMStochasticIterativeScheduler``), offline.
 
         :param str path_or_id: a saved diffusers pipeline, a folder with ``unet/`` and
@@ -175,20 +179,21 @@ class ConsistencyPrior(DenoiserPrior):
         :param int class_label: the class of a class-conditional network.
         :param bool clip: clip estimates to [-1, 1] (default: the scheduler's ``clip_denoised``).
         :param str name: the prior's name in messages.
+        :param bool channels_last: run a 2-D network channels-last (the default; see the class).
         :param load: the loading options of :func:`pnpkit_priors.loading.load_pretrained`
             (``scheduler``, ``model_dtype``, ``variant``, ``cache_dir``, ``revision``).
         """
         parts = load_pretrained(path_or_id, device, dtype, name=name, **load)
         return cls(parts.unet, parts.scheduler, name=parts.name, clip=clip, check_size=check_size,
-                   class_label=class_label)
+                   class_label=class_label, channels_last=channels_last)
 
 
 @loading_docs
 def consistency_prior(path: str, scheduler: str | None = None, model_dtype: str | None = None,
                       variant: str | None = None, check_size: bool = True,
                       class_label: int | None = None, clip: bool | None = None,
-                      cache_dir: str | None = None, device: str = "cpu",
-                      dtype: str = "float32") -> ConsistencyPrior:
+                      cache_dir: str | None = None, channels_last: bool = True,
+                      device: str = "cpu", dtype: str = "float32") -> ConsistencyPrior:
     """A consistency model (diffusers ``CMStochasticIterativeScheduler``) as a one-step denoiser.
 
     :param str path: a saved pipeline, a folder with ``unet/`` and ``scheduler/``, or a hub id
@@ -199,4 +204,5 @@ def consistency_prior(path: str, scheduler: str | None = None, model_dtype: str 
     return ConsistencyPrior.from_pretrained(path, device=device, dtype=dtype, scheduler=scheduler,
                                             model_dtype=model_dtype, variant=variant,
                                             check_size=check_size, class_label=class_label,
-                                            clip=clip, cache_dir=cache_dir)
+                                            clip=clip, cache_dir=cache_dir,
+                                            channels_last=channels_last)

@@ -225,6 +225,10 @@ class DiffusersPrior(DiffusionPrior):
         generalise to other sizes); ``False`` runs any size, reflect-padded to the next multiple
         of the network's down-sampling factor and cropped back.
     :param int class_label: the class to condition a class-conditional network on.
+    :param bool channels_last: run a 2-D network channels-last
+        (:func:`~pnpkit_priors.network.to_channels_last`: converts ``unet`` in place; faster on
+        CPUs, the same result to float rounding). Off here, on for loaded checkpoints
+        (:meth:`from_pretrained`, the ``diffusers`` prior and the default priors).
     """
 
     what = "signals"
@@ -235,7 +239,7 @@ class DiffusersPrior(DiffusionPrior):
 
     def __init__(self, unet: torch.nn.Module, scheduler: Any, name: str = "diffusers",
                  clip: float | None = 1.0, check_size: bool = True,
-                 class_label: int | None = None) -> None:
+                 class_label: int | None = None, channels_last: bool = False) -> None:
         alphas = getattr(scheduler, "alphas_cumprod", None)
         if alphas is None:
             raise ValueError(f"scheduler {type(scheduler).__name__} has no alphas_cumprod: "
@@ -248,7 +252,7 @@ class DiffusersPrior(DiffusionPrior):
         self.unet = unet
         self.scheduler = scheduler
         self.net = UNetNetwork(unet, name, check_size=check_size, class_label=class_label,
-                               what=self.what, dims=self.dims)
+                               what=self.what, dims=self.dims, channels_last=channels_last)
         self.memory = MemoryCheck(unet, name, unet_meta_call(self.net))
 
     def check_memory(self, shape: tuple[int, ...], grad: bool | None = None) -> None:
@@ -311,7 +315,8 @@ class DiffusersPrior(DiffusionPrior):
     def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device = "cpu",
                         dtype: str = "float32", *, check_size: bool = True,
                         class_label: int | None = None, clip: float | None = 1.0,
-                        name: str | None = None, **load: Any) -> DiffusersPrior:
+                        name: str | None = None, channels_last: bool = True,
+                        **load: Any) -> DiffusersPrior:
         """Load a saved checkpoint, offline.
 
         :param str path_or_id: a folder (a saved diffusers pipeline, a folder with ``unet/`` and
@@ -324,6 +329,7 @@ class DiffusersPrior(DiffusionPrior):
         :param int class_label: the class to condition a class-conditional network on.
         :param float clip: Tweedie estimates are clipped to ``[-clip, clip]`` where asked.
         :param str name: the prior's name in messages (default: the folder's name).
+        :param bool channels_last: run a 2-D network channels-last (the default; see the class).
         :param load: the loading options of :func:`pnpkit_priors.loading.load_pretrained`
             (``scheduler``, ``model_dtype``, ``variant``, ``cache_dir``, ``revision``).
         :raises FileNotFoundError: for a missing folder or a folder without the expected files.
@@ -332,15 +338,15 @@ class DiffusersPrior(DiffusionPrior):
         load.setdefault("unet_classes", cls.unet_classes)
         parts = load_pretrained(path_or_id, device, dtype, name=name, **load)
         return cls(parts.unet, parts.scheduler, name=parts.name, clip=clip,
-                   check_size=check_size, class_label=class_label)
+                   check_size=check_size, class_label=class_label, channels_last=channels_last)
 
 
 @loading_docs
 def diffusers_prior(path: str, scheduler: str | None = None, model_dtype: str | None = None,
                     variant: str | None = None, check_size: bool = True,
                     class_label: int | None = None, clip: float = 1.0,
-                    cache_dir: str | None = None, device: str = "cpu",
-                    dtype: str = "float32") -> DiffusersPrior:
+                    cache_dir: str | None = None, channels_last: bool = True,
+                    device: str = "cpu", dtype: str = "float32") -> DiffusersPrior:
     """A pixel-space diffusion prior from a diffusers checkpoint (``UNet2DModel`` or ``UNet1DModel``).
 
     :param str path: a saved diffusers pipeline folder, a folder with ``unet/`` and
@@ -352,4 +358,5 @@ def diffusers_prior(path: str, scheduler: str | None = None, model_dtype: str | 
     return DiffusersPrior.from_pretrained(path, device=device, dtype=dtype, scheduler=scheduler,
                                           model_dtype=model_dtype, variant=variant,
                                           check_size=check_size, class_label=class_label,
-                                          clip=clip, cache_dir=cache_dir)
+                                          clip=clip, cache_dir=cache_dir,
+                                          channels_last=channels_last)

@@ -29,15 +29,18 @@ class LatentDiffusionPrior(DiffusersPrior):
     :param str name: the prior's name in messages.
     :param bool check_size: whether latents must have the network's ``sample_size``.
     :param int class_label: the class to condition a class-conditional network on.
+    :param bool channels_last: run the latent network channels-last (converts ``unet`` in place;
+        see :func:`~pnpkit_priors.network.to_channels_last`). Off here, on in :meth:`from_pretrained`.
     """
 
     what = "latents"
 
     def __init__(self, unet: torch.nn.Module, scheduler: Any, vae: torch.nn.Module,
                  scaling_factor: float | None = None, name: str = "latent-diffusion",
-                 check_size: bool = True, class_label: int | None = None) -> None:
+                 check_size: bool = True, class_label: int | None = None,
+                 channels_last: bool = False) -> None:
         super().__init__(unet, scheduler, name=name, clip=None, check_size=check_size,
-                         class_label=class_label)
+                         class_label=class_label, channels_last=channels_last)
         self.vae = vae
         if scaling_factor is None:
             scaling_factor = vae.config.get("scaling_factor") or 1.0
@@ -96,7 +99,8 @@ class LatentDiffusionPrior(DiffusersPrior):
     def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device = "cpu",
                         dtype: str = "float32", *, check_size: bool = True,
                         class_label: int | None = None, scaling_factor: float | None = None,
-                        name: str | None = None, **load: Any) -> LatentDiffusionPrior:
+                        name: str | None = None, channels_last: bool = True,
+                        **load: Any) -> LatentDiffusionPrior:
         """Load a folder with ``vae/`` (or ``vqvae/``), ``unet/`` and ``scheduler/``, offline.
 
         :param str path_or_id: a saved diffusers pipeline or a folder with the three parts, or a
@@ -108,6 +112,7 @@ class LatentDiffusionPrior(DiffusersPrior):
         :param int class_label: the class of a class-conditional network.
         :param float scaling_factor: latent scale (default: the autoencoder's).
         :param str name: the prior's name in messages.
+        :param bool channels_last: run the latent network channels-last (the default).
         :param load: the loading options of :func:`pnpkit_priors.loading.load_pretrained`
             (``scheduler``, ``model_dtype``, ``variant`` (of the latent network), ``cache_dir``,
             ``revision``).
@@ -116,7 +121,8 @@ class LatentDiffusionPrior(DiffusersPrior):
         _refuse_text_conditional(path_or_id, load)
         parts = load_pretrained(path_or_id, device, dtype, name=name, need_vae=True, **load)
         return cls(parts.unet, parts.scheduler, parts.vae, scaling_factor=scaling_factor,
-                   name=parts.name, check_size=check_size, class_label=class_label)
+                   name=parts.name, check_size=check_size, class_label=class_label,
+                   channels_last=channels_last)
 
 
 def _refuse_text_conditional(path_or_id: str | Path, load: dict[str, Any]) -> None:
@@ -138,8 +144,8 @@ def _refuse_text_conditional(path_or_id: str | Path, load: dict[str, Any]) -> No
 def latent_diffusion_prior(path: str, scheduler: str | None = None, model_dtype: str | None = None,
                            variant: str | None = None, check_size: bool = True,
                            class_label: int | None = None, scaling_factor: float | None = None,
-                           cache_dir: str | None = None, device: str = "cpu",
-                           dtype: str = "float32") -> LatentDiffusionPrior:
+                           cache_dir: str | None = None, channels_last: bool = True,
+                           device: str = "cpu", dtype: str = "float32") -> LatentDiffusionPrior:
     """A latent diffusion prior: a diffusers ``AutoencoderKL``/``VQModel`` and a latent ``UNet2DModel``.
 
     Its diffusion interface works on latents; ``encode``/``decode`` map signals to latents and
@@ -154,4 +160,4 @@ def latent_diffusion_prior(path: str, scheduler: str | None = None, model_dtype:
     return LatentDiffusionPrior.from_pretrained(
         path, device=device, dtype=dtype, scheduler=scheduler, model_dtype=model_dtype,
         variant=variant, check_size=check_size, class_label=class_label,
-        scaling_factor=scaling_factor, cache_dir=cache_dir)
+        scaling_factor=scaling_factor, cache_dir=cache_dir, channels_last=channels_last)

@@ -59,6 +59,32 @@ def pad_to_multiple(x: Tensor, factor: int) -> tuple[Tensor, tuple[int, ...]]:
     return F.pad(x, pads, mode=mode), spatial
 
 
+def to_channels_last(model: torch.nn.Module) -> bool:
+    """Store a 2-D network's weights channels-last (NHWC), in place; a network with no 4-D
+    weight (a 1-D one) is left as it is.
+
+    Its inputs must then be channels-last too (:func:`like_weights`). On this project's CPU a
+    call of the grey64 prior on a 512 x 512 picture takes 0.77x the time in float32 (the same
+    result to 3e-6) and 0.3x with bfloat16 autocast on top; networks whose time goes to
+    attention (the 32 presets at 512) gain nothing.
+
+    :param torch.nn.Module model: the network.
+    :return: whether the weights were converted.
+    """
+    if not any(p.dim() == 4 for p in model.parameters()):
+        return False
+    model.to(memory_format=torch.channels_last)
+    return True
+
+
+def like_weights(x: Tensor, channels_last: bool) -> Tensor:
+    """``x`` in the memory format of a network's weights: channels-last for a 4-D ``x`` when
+    ``channels_last`` (see :func:`to_channels_last`), else ``x`` itself."""
+    if channels_last and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def state_mismatch(state: dict[str, Tensor],
                    want: dict[str, Tensor]) -> tuple[list[str], list[str], list[str]]:
     """How a checkpoint's tensors differ from a network's state dict: the keys ``want`` has and
@@ -118,11 +144,14 @@ class UNetNetwork(ModelFacts):
     :param str what: what the network's inputs are called in messages (``"signals"``, ``"latents"``).
     :param int dims: the number of spatial dimensions; default: 1 for ``UNet1DModel``, else 2.
         A 1-D network is called as ``model(x, t, return_dict=False)``, without class labels.
+    :param bool channels_last: store a 2-D network's weights channels-last and call it on
+        channels-last inputs (:func:`to_channels_last`; the output comes back in the standard
+        layout). Converts ``model`` in place.
     """
 
     def __init__(self, model: torch.nn.Module, name: str, check_size: bool = True,
                  class_label: int | None = None, what: str = "signals",
-                 dims: int | None = None) -> None:
+                 dims: int | None = None, channels_last: bool = False) -> None:
         self.model = model
         self.name = name
         self.check_size = check_size
@@ -144,6 +173,8 @@ class UNetNetwork(ModelFacts):
         self.class_label = class_label if conditional else None
         #: Inputs are padded to multiples of this (the total down-sampling factor).
         self.factor = down_factor(model)
+        #: Whether the network runs channels-last (2-D networks only).
+        self.channels_last = not self.is_1d and channels_last and to_channels_last(model)
 
     @property
     def fixed_shape(self) -> tuple[int, ...] | None:
@@ -186,7 +217,7 @@ class UNetNetwork(ModelFacts):
         self.check(x)
         device, dtype = self.device, self.dtype
         padded, spatial = pad_to_multiple(x, self.factor)
-        inp = padded.to(device=device, dtype=dtype)
+        inp = like_weights(padded.to(device=device, dtype=dtype), self.channels_last)
         t = t.to(device)
         if self.is_1d:
             out = self.model(inp, t, return_dict=False)[0]
@@ -201,4 +232,4 @@ class UNetNetwork(ModelFacts):
             out = out[:, :channels]
         if padded is not x:
             out = out[(..., *(slice(0, s) for s in spatial))]
-        return out.to(device=x.device, dtype=x.dtype)
+        return out.to(device=x.device, dtype=x.dtype).contiguous()

@@ -123,7 +123,7 @@ def train(preset: str, out: Path, steps: int, batch_size: int = 32, lr: float = 
           resume: bool = False, threads: int | None = None, patch_size: int | None = None,
           dead_leaves: float | None = None, augment: str | None = None,
           parametrisation: str | None = None, validation_count: int | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, precision: str = "fp32") -> dict[str, Any]:
     """Train ``preset`` for ``steps`` optimiser steps and save it under ``out``.
 
     The loop is :func:`pnpkit_priors.trainer.train_ddpm` on patches of the train split
@@ -151,6 +151,8 @@ def train(preset: str, out: Path, steps: int, batch_size: int = 32, lr: float = 
         :data:`PARAMETRISATION`).
     :param int validation_count: validation patches (default :data:`VALIDATION_COUNT`; 0: none).
     :param bool progress: show the progress bar.
+    :param str precision: ``"fp32"`` or ``"bf16"`` (mixed precision, see
+        :data:`pnpkit_priors.trainer.PRECISIONS`); a run may be resumed in either.
     :return: the training state (what ``training_state.json`` holds).
     """
     from diffusers import UNet2DModel
@@ -169,7 +171,8 @@ def train(preset: str, out: Path, steps: int, batch_size: int = 32, lr: float = 
                       defaults=unet_config(**cfg), batch_size=batch_size, lr=lr, seed=seed,
                       save_every=save_every, max_minutes=max_minutes, resume=resume,
                       threads=threads, settings={"preset": preset, "data": data},
-                      overwrite=True, desc=f"train {preset}", progress=progress, **extra)
+                      overwrite=True, desc=f"train {preset}", progress=progress,
+                      precision=precision, **extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,13 +208,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-count", type=int, default=None,
                         help=f"validation patches (coffee) scored every --save-every steps on the "
                              f"progress bar (default {VALIDATION_COUNT}; 0: none)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: mixed-precision forward passes (float32 weights and loss), "
+                             "0.57x the step time of fp32 on a CPU with AVX-512 BF16 (slower on "
+                             "one without); a run may be resumed in either")
 
 
 def run(args: argparse.Namespace) -> int:
     state = train(args.preset, args.out, args.steps, args.batch_size, args.lr, args.seed,
                   args.save_every, args.max_minutes, args.resume, args.threads,
                   args.patch_size, args.dead_leaves, args.augment, args.parametrisation,
-                  args.validation_count)
+                  args.validation_count, precision=args.precision)
     print(f"trained {state['step']} steps in {state['seconds'] / 60:.1f} min -> {args.out}")
     return 0
 

@@ -219,3 +219,27 @@ def test_class_conditional_network_needs_a_label(make_ckpt: Any, tiny: Any) -> N
     a, b = prior.eps(torch.ones(1, 1, 8, 8), 10), DiffusersPrior.from_pretrained(
         ckpt, class_label=0).eps(torch.ones(1, 1, 8, 8), 10)
     assert not torch.allclose(a, b)
+
+
+def test_loaded_2d_priors_run_channels_last_with_the_same_result(grey_ckpt: Path,
+                                                                 audio_ckpt: Path) -> None:
+    """Loaded checkpoints store a 2-D network channels-last and feed it channels-last inputs;
+    the result equals the standard layout's to float rounding and comes back contiguous."""
+    fast = pnpkit.create("prior", "diffusers", path=str(grey_ckpt), check_size=False)
+    plain = pnpkit.create("prior", "diffusers", path=str(grey_ckpt), check_size=False,
+                          channels_last=False)
+    conv = fast.unet.down_blocks[0].resnets[0].conv1.weight
+    assert fast.net.channels_last and not plain.net.channels_last
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert plain.unet.down_blocks[0].resnets[0].conv1.weight.is_contiguous()
+    x = torch.rand(2, 1, 12, 20, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    t = torch.tensor([50, 700])
+    with torch.no_grad():
+        out, ref = fast.eps(x, t), plain.eps(x, t)
+    assert out.shape == (2, 1, 12, 20) and out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    # A module given to the constructor is left in its layout unless asked.
+    assert not DiffusersPrior(plain.unet, plain.scheduler).net.channels_last
+    assert plain.unet.down_blocks[0].resnets[0].conv1.weight.is_contiguous()
+    # 1-D networks have no channels-last layout: untouched.
+    assert not DiffusersPrior.from_pretrained(audio_ckpt).net.channels_last

@@ -287,3 +287,18 @@ def test_edm_trains_the_audio_network(tmp_path: Path):
     assert prior.sigma_data == pytest.approx(sd) and prior.factor == 16
     with torch.no_grad():
         assert prior.denoise(torch.zeros(1, 2, 70), 0.1).shape == (1, 2, 70)
+
+
+def test_loaded_edm_prior_runs_channels_last_with_the_same_result(tmp_path: Path) -> None:
+    folder = save_edm(EDMPrecond(unet(), sigma_data=0.5), tmp_path / "edm-tiny")
+    fast = pnpkit.create("prior", "edm", path=str(folder))
+    plain = pnpkit.create("prior", "edm", path=str(folder), channels_last=False)
+    assert fast.channels_last and not plain.channels_last
+    conv = fast.model.backbone.down_blocks[0].resnets[0].conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x = torch.rand(2, 1, 12, 20, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        out, ref = fast.denoise(x, 0.3), plain.denoise(x, 0.3)
+    assert out.shape == (2, 1, 12, 20) and out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert not EDMPrior(plain.model).channels_last

@@ -14,7 +14,8 @@ from pnpkit_priors.diffusion import DiffusersPrior, diffusers_prior
 from pnpkit_priors.latent import latent_diffusion_prior
 
 SHARED = {"scheduler": None, "model_dtype": None, "variant": None, "check_size": True,
-          "class_label": None, "cache_dir": None, "device": "cpu", "dtype": "float32"}
+          "class_label": None, "cache_dir": None, "channels_last": True, "device": "cpu",
+          "dtype": "float32"}
 FACTORIES = {diffusers_prior: {"clip": 1.0}, consistency_prior: {"clip": None},
              latent_diffusion_prior: {"scaling_factor": None}}
 

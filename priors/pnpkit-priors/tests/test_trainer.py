@@ -117,3 +117,22 @@ def test_training_emits_no_warning(tmp_path: Path) -> None:
         warnings.simplefilter("always")
         _train(tmp_path / "quiet", 2)
     assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+
+
+def test_bf16_steps_are_mixed_precision_and_recorded(tmp_path: Path) -> None:
+    """bf16 runs the forward pass in bfloat16 (the losses differ from float32's, the weights
+    stay float32), records when the precision changed, and a run resumes in either."""
+    fp32 = _train(tmp_path / "fp32", 2)
+    bf16 = _train(tmp_path / "bf16", 2, precision="bf16")
+    assert bf16["precisions"] == [{"from_step": 0, "precision": "bf16"}]
+    assert fp32["precisions"] == [{"from_step": 0, "precision": "fp32"}]
+    assert all(np.isfinite(bf16["losses"])) and bf16["losses"] != fp32["losses"]
+    # The same data and noise: the mixed-precision loss is within bfloat16's rounding of fp32's.
+    assert np.allclose(bf16["losses"][0], fp32["losses"][0], rtol=3e-2)
+    weights = load_file(str(tmp_path / "bf16" / WEIGHTS))
+    assert all(w.dtype == torch.float32 for w in weights.values())
+    resumed = _train(tmp_path / "bf16", 4, resume=True)
+    assert resumed["step"] == 4 and resumed["precisions"] == [
+        {"from_step": 0, "precision": "bf16"}, {"from_step": 2, "precision": "fp32"}]
+    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', got 'fp16'"):
+        _train(tmp_path / "fp16", 2, precision="fp16")
