@@ -221,7 +221,9 @@ def summary(rows: list[dict[str, str]], solvers: list[str] | None = None,
     tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
     lines = ["# Whole pictures at full size", "",
              "`benchmarks/whole_images.py`: the test split's pictures restored whole with the "
-             "default priors (grey `camera`, colour `astronaut`); PSNR (dB) / SSIM per task, "
+             + ("default priors" if tuple(priors) == PICTURES else
+                "priors " + " / ".join(f"`{p}`" for _, _, p in priors))
+             + " (grey `camera`, colour `astronaut`); PSNR (dB) / SSIM per task, "
              "time (s) and network calls (NFE) per solve on this machine, all in one run. "
              "Gaussian deblurring is noisy (sigma_y = 0.05); SR x4 and box inpainting noiseless.", ""]
     for name, _, prior in priors:

@@ -124,7 +124,10 @@ def test_whole_images_takes_other_priors_into_their_own_folder(tmp_path: Path) -
         wi.main(args + ["--grey-prior", "tv"])
     other = tmp_path / "other"
     assert wi.main(["--out", str(other), *args[2:], "--grey-prior", "tv"]) == 0
-    assert "## camera, 32 x 32 (prior tv)" in (other / "summary.md").read_text()
+    text = (other / "summary.md").read_text()
+    assert "## camera, 32 x 32 (prior tv)" in text
+    assert "restored whole with the priors `tv` / `default-rgb32` (grey" in text
+    assert "restored whole with the default priors (grey" in (tmp_path / "summary.md").read_text()
     # rows from before the stamp were made with the default priors
     (tmp_path / "priors.json").unlink()
     with pytest.raises(SystemExit, match=r"holds rows made with the default priors \(default-grey32, "
