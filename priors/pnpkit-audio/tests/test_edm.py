@@ -101,3 +101,19 @@ def test_ddpm_training_validates_too(tmp_path: Path) -> None:
                            progress=False, validation=val)
     assert [v["step"] for v in state["validation"]] == [2]
     assert all(np.isfinite(list(state["validation"][0]["gain_db"].values())))
+
+
+def test_the_card_of_an_edm_run_says_its_objective_and_precision(tmp_path: Path) -> None:
+    from pnpkit_audio.card import write_model_card
+
+    out = tmp_path / "bf16"
+    state = training.train(None, out, 2, batch_size=2, length=LENGTH, save_every=2, threads=1,
+                           sampler=FakeSampler(), model_config=TINY, progress=False,
+                           parametrisation="edm", precision="bf16")
+    table = [{"sigma": 0.1, "timestep": None, "segments": 1, "snr_in": 0.0, "snr_out": 5.0,
+              "gain": 5.0}]
+    write_model_card(out, state, table, {"sample_rate": 8000})
+    text = (out / "MODEL_CARD.md").read_text()
+    assert "- objective: EDM denoising loss: ln sigma ~ N(p_mean, p_std^2)" in text
+    assert "- precision: bf16 mixed precision (autocast forward passes)" in text
+    assert "epsilon prediction" not in text

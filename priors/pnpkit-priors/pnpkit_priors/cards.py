@@ -98,8 +98,32 @@ def training_facts(state: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]
     return {"steps": state.get("step"), "seconds": round(float(state.get("seconds", 0.0)), 1),
             **{k: state.get(k) for k in keys},
             "loss_first_100": mean(losses[:100]), "loss_last_100": mean(losses[-100:]),
-            "objective": "MSE between the predicted and the true noise (epsilon prediction)",
+            # the run's own words (an EDM run records its loss); older runs were all DDPMs
+            "objective": state.get("objective",
+                                   "MSE between the predicted and the true noise (epsilon prediction)"),
+            "precision": precision_text(state.get("precisions"), state.get("step")),
             "weights": "exponential moving average of the trained weights"}
+
+
+def precision_text(precisions: list[dict[str, Any]] | None, steps: int | None = None) -> str:
+    """The precision of a run's steps in words, from the trainer's ``precisions`` record.
+
+    >>> precision_text(None)
+    'float32'
+    >>> precision_text([{"from_step": 0, "precision": "fp32"}, {"from_step": 2877, "precision": "bf16"}], 8400)
+    'float32 for steps 1-2877, bf16 mixed precision (autocast forward passes) for steps 2878-8400'
+    """
+    names = {"fp32": "float32", "bf16": "bf16 mixed precision (autocast forward passes)"}
+    if not precisions:
+        return "float32"
+    if len(precisions) == 1:
+        return names.get(precisions[0]["precision"], precisions[0]["precision"])
+    parts = []
+    for i, p in enumerate(precisions):
+        end = precisions[i + 1]["from_step"] if i + 1 < len(precisions) else steps
+        span = f"{p['from_step'] + 1}-{end}" if end is not None else f"{p['from_step'] + 1}-"
+        parts.append(f"{names.get(p['precision'], p['precision'])} for steps {span}")
+    return ", ".join(parts)
 
 
 def schedule_line(sched: dict[str, Any]) -> str:
@@ -118,6 +142,7 @@ def objective_lines(train: dict[str, Any]) -> list[str]:
     :param dict train: what :func:`training_facts` returns.
     """
     return [f"- objective: {train['objective']}; saved: {train['weights']}",
+            f"- precision: {train.get('precision', 'float32')}",
             f"- loss: {train['loss_first_100']} (mean of the first 100 steps) -> "
             f"{train['loss_last_100']} (mean of the last 100 steps)"]
 
