@@ -35,7 +35,8 @@ steps as a prior (:class:`~pnpkit_priors.diffusion.DiffusersPrior` or
 :class:`~pnpkit_priors.edm.EDMPrior`): the one-step denoising gain
 ``10 log10(||y - x0||^2 / ||denoise(y, sigma) - x0||^2)`` in dB at each of
 ``validation_sigmas`` (0.05, 0.1, 0.2, 0.4), shown on the progress bar and recorded in
-``training_state.json`` (``validation``: one entry per evaluation).
+``training_state.json`` (``validation``: one entry per evaluation, with the step and the
+run's ``seconds`` of training when it was made).
 
 Everything random in a step is a pure function of ``(seed, step)``: the batch is
 ``sampler.sample(batch_size, numpy.random.default_rng([seed, step]))`` and the timesteps and
@@ -398,7 +399,9 @@ def train_ddpm(model_cls: type, model_config: dict[str, Any] | None, sampler: An
                 model.train()
                 ema.restore(params)
             state["validation"] = [v for v in state["validation"] if v["step"] != step]
-            state["validation"].append({"step": step, "gain_db": gains})
+            # seconds: the run's time at this step (earlier validations included)
+            state["validation"].append({"step": step, "seconds": state["seconds"],
+                                        "gain_db": gains})
             return gains
 
         def shown(gains: dict[str, float]) -> str:

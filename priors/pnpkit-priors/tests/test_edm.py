@@ -243,8 +243,11 @@ def test_edm_training_lowers_the_loss_saves_the_folder_and_resumes_bit_for_bit(t
     a = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     b = load_file(str(tmp_path / "straight" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    common = {v["step"]: v for v in resumed["validation"]}
-    assert all(common[v["step"]] == v for v in straight["validation"])
+    common = {v["step"]: v["gain_db"] for v in resumed["validation"]}
+    assert all(common[v["step"]] == v["gain_db"] for v in straight["validation"])
+    # each validation says when in the run it was made
+    seconds = [v["seconds"] for v in resumed["validation"]]
+    assert seconds == sorted(seconds) and 0 < seconds[0] <= resumed["seconds"]
 
     with pytest.raises(ValueError, match=r"cannot resume .* with other settings: edm="):
         _train(tmp_path / "resumed", 31, resume=True, edm={"sigma_max": 20.0})
