@@ -110,7 +110,8 @@ def precision_text(precisions: list[dict[str, Any]] | None, steps: int | None = 
 
     >>> precision_text(None)
     'float32'
-    >>> precision_text([{"from_step": 0, "precision": "fp32"}, {"from_step": 2877, "precision": "bf16"}], 8400)
+    >>> spans = [{"from_step": 0, "precision": "fp32"}, {"from_step": 2877, "precision": "bf16"}]
+    >>> precision_text(spans, 8400)
     'float32 for steps 1-2877, bf16 mixed precision (autocast forward passes) for steps 2878-8400'
     """
     names = {"fp32": "float32", "bf16": "bf16 mixed precision (autocast forward passes)"}

@@ -44,8 +44,7 @@ from torch import Tensor
 from pnpkit.priors import ContinuousDiffusionPrior, torch_dtype
 
 from .loading import check_safetensors, listing, load_tensors, read_json
-from .network import (ModelFacts, down_factor, like_weights, pad_to_multiple, state_mismatch,
-                      to_channels_last)
+from .network import ModelFacts, down_factor, like_weights, pad_to_multiple, state_mismatch, to_channels_last
 
 __all__ = ["BACKBONES", "EDMPrecond", "EDMPrior", "edm_prior", "load_edm", "register_backbone",
            "save_edm"]
