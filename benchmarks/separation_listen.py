@@ -93,8 +93,10 @@ def crop(signal: Tensor, rate: int, seconds: float | None, multiple: int) -> Ten
 
 
 def from_results(folder: Path, labels: list[str] | None, count: int,
-                 pieces: list[str] | None) -> tuple[list[Any], dict[str, dict[str, Tensor]], dict[str, Any]]:
-    """The items, their reconstructions (piece -> label -> (K, L)) and the source of a sweep folder."""
+                 pieces: list[str] | None, prior: str | None = None
+                 ) -> tuple[list[Any], dict[str, dict[str, Tensor]], dict[str, Any]]:
+    """The items, their reconstructions (piece -> label -> (K, L)) and the source of a sweep
+    folder, of its prior labelled ``prior`` (default: the sweep's first)."""
     from pnpkit.data import load_items
     from pnpkit_bench.sweep import reconstruction_name
 
@@ -105,7 +107,11 @@ def from_results(folder: Path, labels: list[str] | None, count: int,
     items = load_items(dict(sweep["data"]), Path.cwd())
     items = select(items, count, pieces)
     task, noise = sweep["tasks"][0]["name"], f"{sweep['tasks'][0]['noise'][0]:g}"
-    prior, seed = sweep["priors"][0]["label"], str(sweep["seeds"][0])
+    priors = [p["label"] for p in sweep["priors"]]
+    if prior is not None and prior not in priors:
+        raise SystemExit(f"--prior-label {prior!r} is not a prior of {stamp}; priors: "
+                         f"{', '.join(priors)}")
+    prior, seed = prior or priors[0], str(sweep["seeds"][0])
     known = [s["label"] for s in sweep["solvers"]]
     wanted = labels or known
     missing = [label for label in wanted if label not in known]
@@ -335,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-root", default=str(ROOT / "benchmarks" / "results"),
                         help="where the <name> folder goes (default benchmarks/results)")
     parser.add_argument("--results", help="a sweep's results folder: its reconstructions")
+    parser.add_argument("--prior-label", help="with --results: the reconstructions of this prior "
+                        "of the sweep (default: its first)")
     parser.add_argument("--labels", help="with --results: these solver labels, comma-separated "
                                          "(default every solver with reconstructions)")
     parser.add_argument("--prior", help="fresh solve: a prior name or a TOML inline table")
@@ -354,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                          "--solver (a fresh solve)")
     if args.results:
         labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
-        items, recon, source = from_results(Path(args.results), labels, args.pieces, args.piece)
+        items, recon, source = from_results(Path(args.results), labels, args.pieces, args.piece,
+                                            args.prior_label)
     else:
         if not args.prior or not args.solver:
             raise SystemExit("a fresh solve needs --prior and at least one --solver")

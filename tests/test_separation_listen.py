@@ -131,6 +131,15 @@ def test_from_a_sweeps_reconstructions_the_scores_are_the_known_ones(tmp_path: P
         np.testing.assert_allclose(half_bass, (0.5 * s[0] + 0.5 * (mix - s[0]) / 3).float().numpy(),
                                    atol=2 * LSB)
         assert (tmp_path / "from" / item.id / "mix_4_piano.flac").is_file()  # "/" made safe
+    # a sweep of two priors: the reconstructions of the one asked for; an unknown one refused
+    with pytest.raises(SystemExit, match=r"--prior-label 'other' is not a prior of .*sweep.json; "
+                                         r"priors: default-stems8k"):
+        listen.main(["--name", "p", "--out-root", str(tmp_path), "--results", str(folder),
+                     "--prior-label", "other"])
+    assert listen.main(["--name", "p", "--out-root", str(tmp_path), "--results", str(folder),
+                        "--prior-label", "default-stems8k", "--pieces", "1"]) == 0
+    assert json.loads((tmp_path / "p" / "listen.json").read_text())["source"]["prior"] == \
+        "default-stems8k"
 
 
 @pytest.mark.parametrize("argv, message", [
