@@ -123,7 +123,8 @@ def train(preset: str, out: Path, steps: int, batch_size: int = 32, lr: float = 
           resume: bool = False, threads: int | None = None, patch_size: int | None = None,
           dead_leaves: float | None = None, augment: str | None = None,
           parametrisation: str | None = None, validation_count: int | None = None,
-          progress: bool = True, precision: str = "fp32") -> dict[str, Any]:
+          progress: bool = True, precision: str = "fp32",
+          schedule_steps: int | None = None) -> dict[str, Any]:
     """Train ``preset`` for ``steps`` optimiser steps and save it under ``out``.
 
     The loop is :func:`pnpkit_priors.trainer.train_ddpm` on patches of the train split
@@ -153,6 +154,9 @@ def train(preset: str, out: Path, steps: int, batch_size: int = 32, lr: float = 
     :param bool progress: show the progress bar.
     :param str precision: ``"fp32"`` or ``"bf16"`` (mixed precision, see
         :data:`pnpkit_priors.trainer.PRECISIONS`); a run may be resumed in either.
+    :param int schedule_steps: the length of the cosine decay (default: ``steps``, or a resumed
+        run's own when longer); given to a resumed run, it replaces the run's (to end the decay
+        at an earlier or later step than planned).
     :return: the training state (what ``training_state.json`` holds).
     """
     from diffusers import UNet2DModel
@@ -172,7 +176,7 @@ def train(preset: str, out: Path, steps: int, batch_size: int = 32, lr: float = 
                       save_every=save_every, max_minutes=max_minutes, resume=resume,
                       threads=threads, settings={"preset": preset, "data": data},
                       overwrite=True, desc=f"train {preset}", progress=progress,
-                      precision=precision, **extra)
+                      precision=precision, schedule_steps=schedule_steps, **extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,6 +212,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-count", type=int, default=None,
                         help=f"validation patches (coffee) scored every --save-every steps on the "
                              f"progress bar (default {VALIDATION_COUNT}; 0: none)")
+    parser.add_argument("--schedule-steps", type=int, default=None,
+                        help="length of the cosine learning-rate decay (default: --steps, or the "
+                             "resumed run's when longer; given with --resume it replaces the "
+                             "run's)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="bf16: mixed-precision forward passes (float32 weights and loss), "
                              "0.57x the step time of fp32 on a CPU with AVX-512 BF16 (slower on "
@@ -218,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
     state = train(args.preset, args.out, args.steps, args.batch_size, args.lr, args.seed,
                   args.save_every, args.max_minutes, args.resume, args.threads,
                   args.patch_size, args.dead_leaves, args.augment, args.parametrisation,
-                  args.validation_count, precision=args.precision)
+                  args.validation_count, precision=args.precision,
+                  schedule_steps=args.schedule_steps)
     print(f"trained {state['step']} steps in {state['seconds'] / 60:.1f} min -> {args.out}")
     return 0
 

@@ -101,6 +101,10 @@ def test_train_prior_command_resumes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert train.main(argv[:5] + ["2"] + argv[6:] + ["--resume"]) == 0
     state = json.loads((out / "training_state.json").read_text())
     assert state["step"] == 2 and state["losses"][:1] == first["losses"]
+    assert first["schedule_steps"] == 1 and state["schedule_steps"] == 2
+    # --schedule-steps given to a resumed run replaces the run's decay length
+    assert train.main(argv[:5] + ["3"] + argv[6:] + ["--resume", "--schedule-steps", "9"]) == 0
+    assert json.loads((out / "training_state.json").read_text())["schedule_steps"] == 9
     # Without --resume, train-prior starts the run afresh (as it always did).
     assert train.main([*argv[:3], str(copy), *argv[4:]]) == 0
     assert json.loads((copy / "training_state.json").read_text())["losses"] == first["losses"]
