@@ -72,7 +72,7 @@ def evaluate_denoising(prior: Any, segments: Any, sigmas: Sequence[float] = NOIS
 
 
 def write_model_card(out: str | Path, state: dict[str, Any], table: list[dict[str, Any]],
-                     data_info: dict[str, Any]) -> dict[str, Any]:
+                     data_info: dict[str, Any], name: str | None = None) -> dict[str, Any]:
     """Write ``MODEL_CARD.md`` and ``card.json`` into the checkpoint folder ``out``.
 
     :param str out: the checkpoint folder (``unet/`` and ``scheduler/``, as
@@ -82,6 +82,7 @@ def write_model_card(out: str | Path, state: dict[str, Any], table: list[dict[st
     :param list table: the rows of :func:`evaluate_denoising` on the validation split.
     :param dict data_info: what the data is (source, sample rate, stems, split, segments, ...),
         shown as given.
+    :param str name: the prior's name in the card (default: the folder's name).
     :return: the card (what ``card.json`` holds).
     """
     out = Path(out)
@@ -102,15 +103,19 @@ def write_model_card(out: str | Path, state: dict[str, Any], table: list[dict[st
                  "config": {k: v for k, v in unet_cfg.items() if not k.startswith("_")},
                  "schedule": schedule_facts(sched_cfg)}
     card = {
-        "name": out.resolve().name,
+        "name": name or out.resolve().name,
         "model": model,
         "data": dict(data_info),
         "training": training_facts(state, ("batch_size", "length", "lr", "warmup_steps",
                                            "schedule_steps", "seed", "threads")),
         "evaluation": {
-            "method": "one Tweedie step (prior.denoise) at the timestep whose noise level matches "
-                      "sigma, estimates clipped to [-1, 1]; SNR over all stems of a segment, "
-                      "mean over segments",
+            "method": ("one denoising step (AudioEDMPrior.denoise: the network at sigma itself; "
+                       "the timestep column is the DDPM grid's step of that level, for "
+                       "comparison)" if model.get("schedule", {}).get("parametrisation") == "edm"
+                       else "one Tweedie step (prior.denoise) at the timestep whose noise level "
+                            "matches sigma")
+                      + ", estimates clipped to [-1, 1]; SNR over all stems of a segment, "
+                        "mean over segments",
             "rows": list(table),
         },
     }

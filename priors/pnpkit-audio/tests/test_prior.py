@@ -211,3 +211,33 @@ def test_default_prior_knows_its_sample_rate() -> None:
     prior = pnpkit.create("prior", "default-stems8k")
     assert prior.sample_rate == 8000
     assert prior.stems == ("bass", "drums", "guitar", "piano")
+
+
+def test_default_priors_take_their_below_floor_rule() -> None:
+    """The setting reaches the prior (it was dropped by default-stems8k before)."""
+    import pnpkit
+
+    assert pnpkit.create("prior", "default-stems8k", below_floor="score").below_floor == "score"
+    assert pnpkit.create("prior", "default-stems8k").below_floor == "floor"
+
+
+def test_default_edm_prior_is_a_continuous_prior_at_8khz() -> None:
+    import pnpkit
+    from pnpkit.priors import ContinuousDiffusionPrior
+    from pnpkit_audio.plugin import EDM_WEIGHTS_DIR
+    from pnpkit_audio.prior import AudioEDMPrior
+
+    prior = pnpkit.create("prior", "default-stems8k-edm", segment=16384)
+    assert isinstance(prior, AudioEDMPrior) and isinstance(prior, ContinuousDiffusionPrior)
+    assert prior.sample_rate == 8000 and prior.stems == ("bass", "drums", "guitar", "piano")
+    assert prior.fixed_shape == (16384,) and (prior.sigma_min, prior.sigma_max) == (1e-4, 80.0)
+    assert (EDM_WEIGHTS_DIR / "model.safetensors").stat().st_size < 25_000_000
+    # One denoising step on a shipped test excerpt gains: the shipped weights are trained.
+    from pnpkit_audio.dataset import chorales_excerpts
+
+    clean = chorales_excerpts(limit=1)[0].signal[None, :, 16384:32768].float()
+    noisy = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = prior.denoise(noisy, 0.05)
+    gain = float(10 * torch.log10(((noisy - clean) ** 2).sum() / ((out - clean) ** 2).sum()))
+    assert gain > 7.0, gain  # 7.8 dB here; the DDPM default-stems8k gains 6.1 on the same
