@@ -3,7 +3,7 @@ Separate a song into its stems
 ==============================
 
 A mixture WAV in, one WAV per stem out: bass, drums, guitar and piano, with the project's
-4-stem music prior (``default-stems8k``, 8 kHz) and MSDM's Dirac sampler. The song here is
+4-stem music prior (``default-stems8k-edm``, 8 kHz) and MSDM's Dirac sampler. The song here is
 made from the rendered chorales shipped with pnpkit-audio (held out from the prior's
 training), so the true stems are there to score against; with your own song, skip the first
 cell. First one window of the prior (8.192 s) from Python, then the whole song with
@@ -63,7 +63,7 @@ print(f"{OUT / 'song.wav'}: {song.shape[-1] / rate:.1f} s at {rate} Hz; stems: {
 from pnpkit.data import save_signal
 from pnpkit.metrics import si_snr
 
-prior = pnpkit.create("prior", "default-stems8k")
+prior = pnpkit.create("prior", "default-stems8k-edm")
 (window,) = prior.fixed_shape  # 65536 samples, 8.192 s
 wav, _ = soundfile.read(OUT / "song.wav", dtype="float32")
 y = torch.from_numpy(wav[:window]).view(1, 1, window)
@@ -101,7 +101,7 @@ name = "mixture"
 sources = {len(names)}
 
 [prior]
-name = "default-stems8k"
+name = "default-stems8k-edm"
 
 [solver]
 name = "msdm-dirac"
