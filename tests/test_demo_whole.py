@@ -154,7 +154,7 @@ def test_the_song_demo_separates_the_whole_rendered_piece_window_by_window(tmp_p
     pipeline.run(cfg, output=tmp_path / "out", progress=False)
     folder = tmp_path / "out" / "items" / "chorale"
     record = json.loads((folder / "metrics.json").read_text())
-    assert record["windows"] == 3 and record["nfe"] == 3 * 2 * 2  # windows x levels x resamples
+    assert record["windows"] == 3 and record["nfe"] == 3 * (2 * 2 + 1)  # windows x (levels x N + 1)
     for stem in STEMS:
         wav, stem_rate = soundfile.read(folder / f"reconstruction_{stem}.wav", always_2d=True)
         assert stem_rate == 8000 and wav.shape == (149429, 1)
