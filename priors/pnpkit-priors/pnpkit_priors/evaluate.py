@@ -126,8 +126,6 @@ def write_model_card(weights_dir: str | Path, preset: str, training_state_path: 
     if training_state_path is not None:
         state = json.loads(Path(training_state_path).read_text())
         training = training_facts(state, ("batch_size", "lr", "seed"))
-        if edm:
-            training["objective"] = state.get("objective", training["objective"])
         data = {**data, **state.get("data", {})}
     card = {
         "name": f"default-{preset}",
